@@ -1,0 +1,1 @@
+//! IDX files (placeholder; being written).

@@ -1,0 +1,7 @@
+//! Partitions (placeholder; being written).
+/// placeholder
+pub struct Partition;
+/// placeholder
+pub struct PartitionError;
+/// placeholder
+pub struct PartitionScheme;

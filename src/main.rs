@@ -1,0 +1,4 @@
+//! The `dainet` command line.
+mod plot;
+
+fn main() {}
