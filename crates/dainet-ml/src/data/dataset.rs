@@ -52,27 +52,15 @@ pub struct Dataset {
 impl Dataset {
     /// A dataset of `labels.len()` rows of `dim` features; every label must be below
     /// `num_classes`.
-    pub fn new(
-        features: Vec<f32>,
-        labels: Vec<u32>,
-        dim: usize,
-        num_classes: usize,
-    ) -> Result<Self, DatasetError> {
+    pub fn new(features: Vec<f32>, labels: Vec<u32>, dim: usize, num_classes: usize) -> Result<Self, DatasetError> {
         if dim == 0 || num_classes == 0 {
             return Err(DatasetError::Empty { dim, num_classes });
         }
         let expected = labels.len() * dim;
         if features.len() != expected {
-            return Err(DatasetError::Shape {
-                expected,
-                got: features.len(),
-                rows: labels.len(),
-                dim,
-            });
+            return Err(DatasetError::Shape { expected, got: features.len(), rows: labels.len(), dim });
         }
-        if let Some((row, &label)) =
-            labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes)
-        {
+        if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
             return Err(DatasetError::Label { label, row, num_classes });
         }
         Ok(Self { features, labels, dim, num_classes, image_shape: None })

@@ -1,0 +1,159 @@
+//! Model files: parameters as safetensors, readable by PyTorch, candle and burn.
+//!
+//! Each tensor of the [`Layout`](dainet_core::Layout) is stored under its name as `F32` with
+//! its shape. The header metadata holds `dainet.model` (the [`ModelSpec`] text, so a file
+//! alone is enough to rebuild the model), `dainet.format` (`1`), and whatever string pairs
+//! the caller adds (round, config fingerprint, metrics of a checkpoint).
+//!
+//! Files are written to a temporary name in the same folder and renamed into place, so a
+//! crash leaves either the old file or the new one, never a torn one.
+
+use crate::model::{ModelSpec, ModelSpecError};
+use dainet_core::Params;
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+const MODEL_KEY: &str = "dainet.model";
+const FORMAT_KEY: &str = "dainet.format";
+const FORMAT: &str = "1";
+
+/// An error reading or writing a model file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelFileError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid safetensors.
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The file lacks dainet's model metadata or has a bad spec.
+    #[error("{path}: {reason}")]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// A tensor is missing or has the wrong type or shape.
+    #[error("{path}: tensor {name}: {reason}")]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A model file's contents.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// The parameters, in the layout of `spec.build()`.
+    pub params: Params,
+    /// Extra metadata pairs (without the `dainet.model` and `dainet.format` keys).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Writes `params` of a `spec` model to `path` with extra `metadata`, atomically.
+pub fn save_model(
+    path: &Path,
+    spec: &ModelSpec,
+    params: &Params,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), ModelFileError> {
+    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
+    let bytes: Vec<u8> = params.values().iter().flat_map(|v| v.to_le_bytes()).collect();
+    let layout = params.layout();
+    let mut views = Vec::with_capacity(layout.tensors().len());
+    for (i, t) in layout.tensors().iter().enumerate() {
+        let r = layout.range(i);
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), &bytes[r.start * 4..r.end * 4])
+            .map_err(|e| ModelFileError::Tensor { path: path.into(), name: t.name.clone(), reason: e.to_string() })?;
+        views.push((t.name.clone(), view));
+    }
+    let mut info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    info.insert(MODEL_KEY.into(), spec.to_string());
+    info.insert(FORMAT_KEY.into(), FORMAT.into());
+    let data = safetensors::serialize(views, Some(info))
+        .map_err(|e| ModelFileError::Format { path: path.into(), reason: e.to_string() })?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, &data).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a model file written by [`save_model`].
+pub fn load_model(path: &Path) -> Result<ModelFile, ModelFileError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), source })?;
+    let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format)?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(format)?;
+    let mut metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let meta_err = |reason: String| ModelFileError::Metadata { path: path.into(), reason };
+    let spec_text = metadata
+        .remove(MODEL_KEY)
+        .ok_or_else(|| meta_err(format!("no {MODEL_KEY:?} metadata: not a dainet model file")))?;
+    metadata.remove(FORMAT_KEY);
+    let spec: ModelSpec = spec_text.parse().map_err(|e: ModelSpecError| meta_err(e.to_string()))?;
+    let model = spec.build();
+    let layout = model.layout().clone();
+    let mut values = Vec::with_capacity(layout.len());
+    for t in layout.tensors() {
+        let terr = |reason: String| ModelFileError::Tensor { path: path.into(), name: t.name.clone(), reason };
+        let view = tensors.tensor(&t.name).map_err(|e| terr(e.to_string()))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(terr(format!("dtype {:?}, expected F32", view.dtype())));
+        }
+        if view.shape() != t.shape.as_slice() {
+            return Err(terr(format!("shape {:?}, expected {:?}", view.shape(), t.shape)));
+        }
+        values.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    }
+    let params = Params::new(layout, values).map_err(|e| meta_err(e.to_string()))?;
+    Ok(ModelFile { spec, params, metadata })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_bits_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec: ModelSpec = "mlp:6-4-3".parse().unwrap();
+        let params = spec.build().init(9);
+        let meta = BTreeMap::from([("round".to_string(), "7".to_string())]);
+        save_model(&path, &spec, &params, &meta).unwrap();
+        let file = load_model(&path).unwrap();
+        assert_eq!(file.spec, spec);
+        assert_eq!(file.params, params);
+        assert_eq!(file.metadata, meta);
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        std::fs::write(&path, b"\x08\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
+        assert!(matches!(load_model(&path), Err(ModelFileError::Format { .. } | ModelFileError::Metadata { .. })));
+        std::fs::write(&path, b"garbage").unwrap();
+        let e = load_model(&path).unwrap_err();
+        assert!(e.to_string().contains("m.safetensors"), "{e}");
+        assert!(matches!(load_model(&dir.path().join("missing")), Err(ModelFileError::Io { .. })));
+    }
+}
