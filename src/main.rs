@@ -1,4 +1,73 @@
-//! The `dainet` command line.
-mod plot;
+//! The `dainet` command line: `simulate`, `bench fedtask` and `predict`.
 
-fn main() {}
+mod bench;
+mod config;
+mod plot;
+mod predict;
+mod run;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Train one model together without sharing raw data.
+#[derive(Debug, Parser)]
+#[command(name = "dainet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a federation in one process and write a run folder (report, plots, model).
+    Simulate(simulate::SimulateArgs),
+    /// Run a benchmark and print one JSON line.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Classify rows with a saved model.
+    Predict(predict::PredictArgs),
+}
+
+/// Versions of dainet and the crates whose arithmetic shapes results.
+pub fn versions() -> serde_json::Value {
+    serde_json::json!({
+        "dainet": env!("CARGO_PKG_VERSION"),
+        "matrixmultiply": "0.3.11",
+        "rayon": "1.12.0",
+        "safetensors": "0.8.0",
+    })
+}
+
+/// The peak resident set size of this process, from getrusage.
+pub fn peak_rss_bytes() -> Option<u64> {
+    // SAFETY: getrusage only writes the struct we pass, which is zero-initialised and owned.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
+    }?;
+    // Linux reports kilobytes.
+    u64::try_from(usage.ru_maxrss).ok().map(|kb| kb * 1024)
+}
+
+fn main() -> ExitCode {
+    let process_start = Instant::now();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::simulate(args),
+        Command::Bench(command) => bench::bench(command, process_start),
+        Command::Predict(args) => predict::predict(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (e.g. `dainet predict … | head`) is not a failure.
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

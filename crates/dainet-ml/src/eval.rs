@@ -8,7 +8,7 @@ use crate::model::{ops, Model, Scratch};
 use rayon::prelude::*;
 
 /// Accuracy and loss of a model on a dataset.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// Fraction of examples whose first maximal logit is the label.
     pub accuracy: f64,

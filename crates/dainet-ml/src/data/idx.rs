@@ -261,9 +261,18 @@ fn parse_idx(path: &Path, mut reader: impl Read, gzip: bool) -> Result<IdxArray,
     Ok(IdxArray { dims, data })
 }
 
-/// Reads an IDX file and checks that its magic number is `expected`.
-fn read_idx_expecting(path: &Path, expected: u32, what: &'static str) -> Result<IdxArray, IdxError> {
-    let array = read_idx(path)?;
+/// Parses an IDX file already in memory (gzip-compressed or plain); `name` stands for the
+/// file in errors.
+pub fn read_idx_bytes(name: &Path, bytes: &[u8]) -> Result<IdxArray, IdxError> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        parse_idx(name, GzDecoder::new(bytes), true)
+    } else {
+        parse_idx(name, bytes, false)
+    }
+}
+
+/// Checks that `array`, read from `path`, has the magic number `expected`.
+fn expect_magic(path: &Path, array: IdxArray, expected: u32, what: &'static str) -> Result<IdxArray, IdxError> {
     let got = array.magic();
     if got != expected {
         return Err(IdxError::WrongMagic { path: path.to_path_buf(), got, expected, what });
@@ -278,8 +287,15 @@ fn read_idx_expecting(path: &Path, expected: u32, what: &'static str) -> Result<
 /// below 10 (MNIST-style files where a digit happens to be missing keep 10 classes), and
 /// `max + 1` otherwise. Its image shape is `[1, height, width]`.
 pub fn load_idx_dataset(images: &Path, labels: &Path) -> Result<Dataset, IdxError> {
-    let image_array = read_idx_expecting(images, IMAGES_MAGIC, "images")?;
-    let label_array = read_idx_expecting(labels, LABELS_MAGIC, "labels")?;
+    idx_dataset((images, read_idx(images)?), (labels, read_idx(labels)?))
+}
+
+/// Builds the dataset of [`load_idx_dataset`] from arrays already read, each with the path
+/// (or name) it came from.
+pub fn idx_dataset(images: (&Path, IdxArray), labels: (&Path, IdxArray)) -> Result<Dataset, IdxError> {
+    let image_array = expect_magic(images.0, images.1, IMAGES_MAGIC, "images")?;
+    let label_array = expect_magic(labels.0, labels.1, LABELS_MAGIC, "labels")?;
+    let (images, labels) = (images.0, labels.0);
     let (n, h, w) = (image_array.dims[0], image_array.dims[1], image_array.dims[2]);
     let n_labels = label_array.dims[0];
     if n != n_labels {

@@ -1,0 +1,126 @@
+//! `dainet bench …`: benchmarks that print one JSON line.
+//!
+//! `bench fedtask` runs `shared/bench/fedtask-v1.md` exactly: the same code path as
+//! `simulate` (same coordinator, simulator, kernels), with the spec's settings and nothing
+//! written to disk, and prints the spec's report fields that a process can measure itself.
+
+use crate::config::{ModelKind, PartitionKind, RunConfig};
+use crate::run::{execute, plan};
+use crate::simulate::rounds_to;
+use anyhow::Result;
+use std::time::Instant;
+
+/// The benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// The fedtask-v1 FedAvg benchmark (MNIST, 100 clients, C = 0.1, E = 1, B = 10, lr 0.05).
+    Fedtask(FedtaskArgs),
+}
+
+/// fedtask-v1's two models.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FedtaskModel {
+    /// MLP 784-200-200-10 (199,210 parameters).
+    #[value(name = "2nn")]
+    TwoNn,
+    /// Logistic regression 784-10 (7,850 parameters).
+    Lr,
+}
+
+/// fedtask-v1's two partitions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FedtaskPartition {
+    /// IID, 80 examples per client.
+    Iid,
+    /// Pathological non-IID: 200 shards of 40, 2 per client.
+    Noniid,
+}
+
+/// Arguments of `dainet bench fedtask`.
+#[derive(Debug, clap::Args)]
+pub struct FedtaskArgs {
+    /// The model.
+    #[arg(long, value_enum, default_value = "2nn")]
+    pub model: FedtaskModel,
+    /// The partition.
+    #[arg(long, value_enum, default_value = "iid")]
+    pub partition: FedtaskPartition,
+    /// Rounds R.
+    #[arg(long, default_value_t = 50)]
+    pub rounds: u32,
+}
+
+fn loadavg() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// Runs a benchmark and prints its JSON line on stdout.
+pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
+    let BenchCommand::Fedtask(args) = command;
+    let loadavg_at_start = loadavg();
+    let config = RunConfig {
+        model: match args.model {
+            FedtaskModel::TwoNn => ModelKind::Mlp,
+            FedtaskModel::Lr => ModelKind::Lr,
+        },
+        hidden: vec![200, 200],
+        partition: match args.partition {
+            FedtaskPartition::Iid => PartitionKind::Iid,
+            FedtaskPartition::Noniid => PartitionKind::Shards,
+        },
+        shards_per_client: 2,
+        rounds: args.rounds,
+        ..RunConfig::default()
+    };
+    config.validate()?;
+    let plan = plan(config)?;
+    let params = plan.model.init(plan.config.seed);
+    let initial = plan.evaluate(params.values());
+    let wall_setup_s = process_start.elapsed().as_secs_f64();
+    let rounds_start = Instant::now();
+    let mut records = Vec::new();
+    execute(&plan, params, 1, |record, _| {
+        records.push(record.clone());
+        Ok(())
+    })?;
+    let wall_rounds_s = rounds_start.elapsed().as_secs_f64();
+    let round_wall_s: Vec<f64> = records.iter().map(|r| r.wall_s).collect();
+    let mut sorted = round_wall_s.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    };
+    let last = records.last();
+    let line = serde_json::json!({
+        "framework": "dainet",
+        "version": env!("CARGO_PKG_VERSION"),
+        "versions": crate::versions(),
+        "partition": match args.partition { FedtaskPartition::Iid => "iid", FedtaskPartition::Noniid => "noniid" },
+        "model": match args.model { FedtaskModel::TwoNn => "2nn", FedtaskModel::Lr => "lr" },
+        "rounds": args.rounds,
+        "accuracy_initial": initial.accuracy,
+        "loss_initial": initial.loss,
+        "accuracy_per_round": records.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
+        "loss_per_round": records.iter().map(|r| r.loss).collect::<Vec<_>>(),
+        "final_accuracy": last.map(|r| r.accuracy),
+        "final_loss": last.map(|r| r.loss),
+        "rounds_to_90": rounds_to(&records, 0.90),
+        "rounds_to_95": rounds_to(&records, 0.95),
+        "wall_in_process_s": process_start.elapsed().as_secs_f64(),
+        "wall_setup_s": wall_setup_s,
+        "wall_rounds_s": wall_rounds_s,
+        "round_wall_s": round_wall_s,
+        "round_wall_median_s": median,
+        "peak_rss_bytes": crate::peak_rss_bytes(),
+        "threads": rayon::current_num_threads(),
+        "update_param_bytes": 4 * plan.model.layout().len(),
+        "loadavg_at_start": loadavg_at_start,
+        "loadavg_at_end": loadavg(),
+        "note": "in-process timings; clients of a round train in parallel on rayon's pool (threads above); \
+                 wall_total_s (spawn to exit) must be measured outside the process",
+    });
+    println!("{line}");
+    Ok(())
+}

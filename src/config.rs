@@ -1,0 +1,358 @@
+//! The settings of a run: defaults, a TOML file (`--config`), then command-line flags.
+//!
+//! Every knob is written once, in [`ConfigPatch`] (its flag, its TOML key, its doc) and once
+//! in [`RunConfig`] with its default. A TOML file and the flags are both patches applied over
+//! the defaults in that order, so a flag beats the file. Unknown TOML keys are errors.
+//!
+//! Parsing checks only what it can see without I/O ([`RunConfig::validate`]); the data-
+//! dependent checks (more clients than examples, a CNN on non-image data) come when the run
+//! is planned.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which dataset to train on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// The 10,000 MNIST digits bundled in the binary.
+    Mnist,
+    /// An IDX images file and an IDX labels file (`--images`, `--labels`).
+    Idx,
+    /// A CSV file (`--csv`, `--label-column`, `--client-column`).
+    Csv,
+}
+
+/// How the training examples are cut among clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionKind {
+    /// Uniformly at random, equal sizes.
+    Iid,
+    /// McMahan's pathological non-IID: sort by label, cut shards, `shards_per_client` each.
+    Shards,
+    /// Label proportions per client drawn from Dirichlet(`dirichlet_alpha`).
+    Dirichlet,
+    /// One client per distinct value of the CSV's client column.
+    Natural,
+}
+
+/// Which built-in model to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Multi-layer perceptron with ReLU hidden layers of sizes `hidden`.
+    Mlp,
+    /// Multinomial logistic regression.
+    Lr,
+    /// McMahan's CNN (images whose sides are multiples of 4).
+    Cnn,
+}
+
+/// Every setting of a simulation, with its default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub dataset: DatasetKind,
+    pub images: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+    pub label_column: Option<String>,
+    pub client_column: Option<String>,
+    pub test_fraction: f64,
+    pub clients: usize,
+    pub partition: PartitionKind,
+    pub shards_per_client: usize,
+    pub dirichlet_alpha: f64,
+    pub min_partition_size: usize,
+    pub model: ModelKind,
+    pub hidden: Vec<usize>,
+    pub fraction: f64,
+    pub rounds: u32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub prox_mu: f32,
+    pub seed: u64,
+    pub round_timeout_ms: Option<u64>,
+    pub latency_ms: u64,
+    pub out: PathBuf,
+    pub checkpoint_every: u32,
+}
+
+impl Default for RunConfig {
+    /// MNIST (bundled), 100 clients, IID, MLP 784-200-200-10, C = 0.1, E = 1, B = 10,
+    /// lr 0.05, 50 rounds, seed 1: fedtask-v1's IID 2NN task.
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Mnist,
+            images: None,
+            labels: None,
+            csv: None,
+            label_column: None,
+            client_column: None,
+            test_fraction: 0.2,
+            clients: 100,
+            partition: PartitionKind::Iid,
+            shards_per_client: 2,
+            dirichlet_alpha: 0.5,
+            min_partition_size: 10,
+            model: ModelKind::Mlp,
+            hidden: vec![200, 200],
+            fraction: 0.1,
+            rounds: 50,
+            epochs: 1,
+            batch_size: 10,
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            prox_mu: 0.0,
+            seed: 1,
+            round_timeout_ms: None,
+            latency_ms: 50,
+            out: PathBuf::from("runs/simulate"),
+            checkpoint_every: 0,
+        }
+    }
+}
+
+/// Settings to change: each flag of `dainet simulate` and each key of its TOML file.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    /// Dataset [default: mnist, the bundled 10,000 digits].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// IDX images file (with --dataset idx).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// IDX labels file (with --dataset idx).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// CSV file of numeric features and a label column (with --dataset csv).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// CSV label column, by header name or 0-based index [default: the last column].
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// CSV column naming each row's client (for --partition natural).
+    #[arg(long)]
+    pub client_column: Option<String>,
+    /// Fraction of the examples, taken from the end, held out as the test set [default: 0.2].
+    #[arg(long)]
+    pub test_fraction: Option<f64>,
+    /// Number of clients K [default: 100].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// How examples are cut among clients [default: iid].
+    #[arg(long, value_enum)]
+    pub partition: Option<PartitionKind>,
+    /// Shards per client with --partition shards [default: 2].
+    #[arg(long)]
+    pub shards_per_client: Option<usize>,
+    /// Concentration α of --partition dirichlet; smaller is more skewed [default: 0.5].
+    #[arg(long)]
+    pub dirichlet_alpha: Option<f64>,
+    /// Minimum examples per client with --partition dirichlet [default: 10].
+    #[arg(long)]
+    pub min_partition_size: Option<usize>,
+    /// Model [default: mlp].
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Hidden layer sizes of the MLP, comma-separated [default: 200,200].
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Fraction C of clients sampled per round, in (0, 1] [default: 0.1].
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// Rounds to run [default: 50].
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Local epochs E [default: 1].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Local mini-batch size B [default: 10].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Local learning rate [default: 0.05].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Local SGD momentum [default: 0].
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Local L2 weight decay [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// FedProx proximal term μ [default: 0, plain FedAvg].
+    #[arg(long)]
+    pub prox_mu: Option<f32>,
+    /// Task seed naming every random stream [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Milliseconds (virtual) a round waits for updates [default: wait for all].
+    #[arg(long)]
+    pub round_timeout_ms: Option<u64>,
+    /// Simulated one-way network latency in milliseconds [default: 50].
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// Output folder [default: runs/simulate].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write a checkpoint every N rounds (0: none) [default: 0].
+    #[arg(long)]
+    pub checkpoint_every: Option<u32>,
+}
+
+impl RunConfig {
+    /// Applies every setting `patch` has.
+    pub fn apply(&mut self, patch: ConfigPatch) {
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = patch.$field { self.$field = v; })* };
+        }
+        macro_rules! set_opt {
+            ($($field:ident),*) => { $(if patch.$field.is_some() { self.$field = patch.$field; })* };
+        }
+        set!(dataset, test_fraction, clients, partition, shards_per_client, dirichlet_alpha, min_partition_size);
+        set!(model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
+        set!(latency_ms, out, checkpoint_every);
+        set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms);
+    }
+
+    /// The defaults, then the TOML file at `file` (if any), then `flags`.
+    pub fn resolve(file: Option<&Path>, flags: ConfigPatch) -> Result<Self> {
+        let mut config = RunConfig::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+            let patch: ConfigPatch = toml::from_str(&text).map_err(|e| {
+                let msg = e.message().to_string();
+                let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                match line {
+                    Some(line) => anyhow::anyhow!("{}: line {line}: {msg}", path.display()),
+                    None => anyhow::anyhow!("{}: {msg}", path.display()),
+                }
+            })?;
+            config.apply(patch);
+        }
+        config.apply(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what can be checked without reading data.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            bail!("fraction = {} is outside (0, 1]: it is the share of clients sampled each round", self.fraction);
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            bail!("test_fraction = {} is outside (0, 1)", self.test_fraction);
+        }
+        if self.batch_size == 0 {
+            bail!("batch_size = 0: a mini-batch needs at least one example");
+        }
+        if self.epochs == 0 {
+            bail!("epochs = 0: clients must train at least one epoch");
+        }
+        if self.rounds == 0 {
+            bail!("rounds = 0: run at least one round");
+        }
+        if self.clients == 0 && self.partition != PartitionKind::Natural {
+            bail!("clients = 0: a federation needs at least one client");
+        }
+        for (name, v) in [("lr", self.lr), ("momentum", self.momentum), ("weight_decay", self.weight_decay)] {
+            if !v.is_finite() || v < 0.0 {
+                bail!("{name} = {v} must be a finite, non-negative number");
+            }
+        }
+        if !self.prox_mu.is_finite() || self.prox_mu < 0.0 {
+            bail!("prox_mu = {} must be a finite, non-negative number", self.prox_mu);
+        }
+        if self.lr == 0.0 {
+            bail!("lr = 0: the model would never change");
+        }
+        if self.model == ModelKind::Mlp && self.hidden.contains(&0) {
+            bail!("hidden = {:?}: every hidden layer needs at least one unit", self.hidden);
+        }
+        match self.dataset {
+            DatasetKind::Idx if self.images.is_none() || self.labels.is_none() => {
+                bail!("dataset = idx needs both images and labels (--images FILE --labels FILE)")
+            }
+            DatasetKind::Csv if self.csv.is_none() => bail!("dataset = csv needs a file (--csv FILE)"),
+            _ => {}
+        }
+        if self.partition == PartitionKind::Natural && self.client_column.is_none() {
+            bail!("partition = natural needs a CSV client column (--dataset csv --client-column NAME)");
+        }
+        Ok(())
+    }
+
+    /// Clients sampled per round: `max(1, round(C·K))`, as in McMahan et al.
+    pub fn clients_per_round(&self, num_clients: usize) -> u32 {
+        ((self.fraction * num_clients as f64).round() as u32).clamp(1, num_clients.max(1) as u32)
+    }
+
+    /// A fingerprint of every setting that changes the trained model (not `rounds`, `out`
+    /// or `checkpoint_every`), so a checkpoint is only resumed under the run that wrote it.
+    pub fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.rounds = 0;
+        c.out = PathBuf::new();
+        c.checkpoint_every = 0;
+        let text = serde_json::to_string(&c).expect("config serialises");
+        // FNV-1a, 64 bits: stable across platforms and Rust versions.
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        format!("{hash:016x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let f = write("rounds = 7\nlr = 0.1\nhidden = [64]\n");
+        let flags = ConfigPatch { lr: Some(0.2), ..Default::default() };
+        let c = RunConfig::resolve(Some(f.path()), flags).unwrap();
+        assert_eq!((c.rounds, c.lr, c.hidden.clone()), (7, 0.2, vec![64]));
+        assert_eq!(c.clients, 100);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_file_line_and_key() {
+        let f = write("rounds = 7\nlearning_rate = 0.1\n");
+        let e = format!("{:#}", RunConfig::resolve(Some(f.path()), ConfigPatch::default()).unwrap_err());
+        assert!(e.contains("line 2") && e.contains("learning_rate"), "{e}");
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors() {
+        for (patch, key) in [
+            (ConfigPatch { batch_size: Some(0), ..Default::default() }, "batch_size"),
+            (ConfigPatch { fraction: Some(0.0), ..Default::default() }, "fraction"),
+            (ConfigPatch { fraction: Some(1.5), ..Default::default() }, "fraction"),
+            (ConfigPatch { lr: Some(f32::NAN), ..Default::default() }, "lr"),
+            (ConfigPatch { dataset: Some(DatasetKind::Csv), ..Default::default() }, "csv"),
+        ] {
+            let e = RunConfig::resolve(None, patch).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_rounds_and_output_only() {
+        let a = RunConfig::default();
+        let b = RunConfig { rounds: 3, out: "x".into(), checkpoint_every: 2, ..a.clone() };
+        let c = RunConfig { lr: 0.1, ..a.clone() };
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+}

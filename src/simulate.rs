@@ -1,0 +1,181 @@
+//! `dainet simulate`: train a federation in one process and write the run's folder.
+//!
+//! The folder holds `report.json` (config, seed, versions, label counts per client,
+//! per-round metrics and timings), `accuracy.png` and `loss.png`, `model.safetensors` (the
+//! final global model) and, with `--checkpoint-every N`, `checkpoints/round-NNNN.safetensors`.
+//! A checkpoint carries the round, the config fingerprint and the metrics so far, so
+//! `--resume` continues to exactly the model and report an uninterrupted run produces.
+
+use crate::config::{ConfigPatch, RunConfig};
+use crate::plot::{line_chart, Series};
+use crate::run::{execute, plan, Plan, RoundRecord};
+use anyhow::{bail, Context, Result};
+use dainet_ml::model_file::{load_model, save_model};
+use dainet_ml::Evaluation;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `dainet simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// TOML file of settings (keys as the flags below, with underscores); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue from a checkpoint written by --checkpoint-every (same settings required).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: ConfigPatch,
+}
+
+/// What a checkpoint remembers besides the model.
+#[derive(Serialize, Deserialize)]
+struct History {
+    initial: Evaluation,
+    rounds: Vec<RoundRecord>,
+}
+
+const ROUND_KEY: &str = "dainet.round";
+const FINGERPRINT_KEY: &str = "dainet.config_fingerprint";
+const HISTORY_KEY: &str = "dainet.history";
+
+/// Runs `dainet simulate`.
+pub fn simulate(args: SimulateArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = RunConfig::resolve(args.config.as_deref(), args.flags)?;
+    let plan = plan(config)?;
+    eprintln!("{}", plan.summary());
+    let c = &plan.config;
+
+    let (start, first_round, mut history) = match &args.resume {
+        Some(path) => resume_point(&plan, path)?,
+        None => {
+            let params = plan.model.init(c.seed);
+            let initial = plan.evaluate(params.values());
+            (params, 1, History { initial, rounds: Vec::new() })
+        }
+    };
+    if first_round == 1 {
+        eprintln!("round   0/{}  acc {:.4}  loss {:.4}", c.rounds, history.initial.accuracy, history.initial.loss);
+    } else {
+        eprintln!("resuming after round {} of {}", first_round - 1, c.rounds);
+    }
+    std::fs::create_dir_all(&c.out).with_context(|| format!("{}: cannot create the output folder", c.out.display()))?;
+
+    let bar = ProgressBar::new(u64::from(c.rounds)).with_position(u64::from(first_round - 1));
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rounds, eta {eta}").expect("valid template"));
+    let spec = plan.model.spec().clone();
+    let fingerprint = c.fingerprint();
+    let final_params = execute(&plan, start, first_round, |record, params| {
+        bar.suspend(|| {
+            eprintln!(
+                "round {:>3}/{}  acc {:.4}  loss {:.4}  train_loss {:.4}  {:.3} s",
+                record.round, c.rounds, record.accuracy, record.loss, record.train_loss, record.wall_s
+            )
+        });
+        bar.inc(1);
+        history.rounds.push(record.clone());
+        if c.checkpoint_every > 0 && record.round % c.checkpoint_every == 0 {
+            let dir = c.out.join("checkpoints");
+            std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            let meta = BTreeMap::from([
+                (ROUND_KEY.to_string(), record.round.to_string()),
+                (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
+                (HISTORY_KEY.to_string(), serde_json::to_string(&history)?),
+            ]);
+            save_model(&dir.join(format!("round-{:04}.safetensors", record.round)), &spec, params, &meta)?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+
+    let model_path = c.out.join("model.safetensors");
+    let meta = BTreeMap::from([
+        (ROUND_KEY.to_string(), c.rounds.to_string()),
+        (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
+    ]);
+    save_model(&model_path, &spec, &final_params, &meta)?;
+    write_plots(&c.out, &history)?;
+    let report = report_json(&plan, &history, args.resume.as_deref(), started.elapsed().as_secs_f64());
+    let report_path = c.out.join("report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("{}: cannot write", report_path.display()))?;
+    let last = history.rounds.last().map(|r| r.accuracy).unwrap_or(history.initial.accuracy);
+    eprintln!("final accuracy {last:.4}; wrote {}", c.out.display());
+    Ok(())
+}
+
+/// Loads a checkpoint and checks it belongs to this run.
+fn resume_point(plan: &Plan, path: &Path) -> Result<(dainet_core::Params, u32, History)> {
+    let file = load_model(path)?;
+    let get = |key: &str| {
+        file.metadata.get(key).with_context(|| format!("{}: not a checkpoint (no {key:?} metadata)", path.display()))
+    };
+    let round: u32 = get(ROUND_KEY)?.parse().with_context(|| format!("{}: bad {ROUND_KEY:?}", path.display()))?;
+    if get(FINGERPRINT_KEY)? != &plan.config.fingerprint() {
+        bail!(
+            "{}: this checkpoint was written with other settings; resume with the settings of the run that wrote it \
+             (only --rounds, --out and --checkpoint-every may change)",
+            path.display()
+        );
+    }
+    if &file.spec != plan.model.spec() {
+        bail!("{}: the checkpoint holds a {} model, this run trains {}", path.display(), file.spec, plan.model.spec());
+    }
+    if round >= plan.config.rounds {
+        bail!("{}: the checkpoint is already at round {round}; raise --rounds above it to continue", path.display());
+    }
+    let history: History = serde_json::from_str(get(HISTORY_KEY)?)
+        .with_context(|| format!("{}: corrupt {HISTORY_KEY:?} metadata", path.display()))?;
+    Ok((file.params, round + 1, history))
+}
+
+fn write_plots(out: &Path, h: &History) -> Result<()> {
+    let points = |f: fn(&RoundRecord) -> f64, initial: f64| -> Vec<(f64, f64)> {
+        std::iter::once((0.0, initial)).chain(h.rounds.iter().map(|r| (f64::from(r.round), f(r)))).collect()
+    };
+    let acc = Series { label: "test accuracy".into(), points: points(|r| r.accuracy, h.initial.accuracy) };
+    line_chart(&out.join("accuracy.png"), "Test accuracy per round", "round", "accuracy", &[acc])?;
+    let test_loss = Series { label: "test loss".into(), points: points(|r| r.loss, h.initial.loss) };
+    let train_loss = Series {
+        label: "train loss (clients)".into(),
+        points: h.rounds.iter().map(|r| (f64::from(r.round), r.train_loss)).collect(),
+    };
+    line_chart(&out.join("loss.png"), "Loss per round", "round", "cross-entropy", &[test_loss, train_loss])
+}
+
+/// The first round whose accuracy reaches `target`.
+pub fn rounds_to(rounds: &[RoundRecord], target: f64) -> Option<u32> {
+    rounds.iter().find(|r| r.accuracy >= target).map(|r| r.round)
+}
+
+fn report_json(plan: &Plan, h: &History, resumed_from: Option<&Path>, wall_s: f64) -> serde_json::Value {
+    let last = h.rounds.last();
+    serde_json::json!({
+        "command": "simulate",
+        "versions": crate::versions(),
+        "seed": plan.config.seed,
+        "config": plan.config,
+        "config_fingerprint": plan.config.fingerprint(),
+        "model": plan.model.spec().to_string(),
+        "parameters": plan.model.layout().len(),
+        "threads": rayon::current_num_threads(),
+        "train_examples": plan.train.len(),
+        "test_examples": plan.test.len(),
+        "clients": plan.partition.num_clients(),
+        "client_names": plan.client_names,
+        "label_counts": plan.label_counts(),
+        "initial": h.initial,
+        "rounds": h.rounds,
+        "final_accuracy": last.map(|r| r.accuracy),
+        "final_loss": last.map(|r| r.loss),
+        "rounds_to_90": rounds_to(&h.rounds, 0.90),
+        "rounds_to_95": rounds_to(&h.rounds, 0.95),
+        "resumed_from": resumed_from,
+        "wall_s": wall_s,
+        "peak_rss_bytes": crate::peak_rss_bytes(),
+    })
+}
