@@ -71,10 +71,10 @@ pub struct RunConfig {
     pub rounds: u32,
     pub epochs: usize,
     pub batch_size: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub prox_mu: f32,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub prox_mu: f64,
     pub seed: u64,
     pub round_timeout_ms: Option<u64>,
     pub latency_ms: u64,
@@ -178,16 +178,16 @@ pub struct ConfigPatch {
     pub batch_size: Option<usize>,
     /// Local learning rate [default: 0.05].
     #[arg(long)]
-    pub lr: Option<f32>,
+    pub lr: Option<f64>,
     /// Local SGD momentum [default: 0].
     #[arg(long)]
-    pub momentum: Option<f32>,
+    pub momentum: Option<f64>,
     /// Local L2 weight decay [default: 0].
     #[arg(long)]
-    pub weight_decay: Option<f32>,
+    pub weight_decay: Option<f64>,
     /// FedProx proximal term μ [default: 0, plain FedAvg].
     #[arg(long)]
-    pub prox_mu: Option<f32>,
+    pub prox_mu: Option<f64>,
     /// Task seed naming every random stream [default: 1].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -224,10 +224,11 @@ impl RunConfig {
     pub fn resolve(file: Option<&Path>, flags: ConfigPatch) -> Result<Self> {
         let mut config = RunConfig::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
             let patch: ConfigPatch = toml::from_str(&text).map_err(|e| {
                 let msg = e.message().to_string();
-                let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
                 match line {
                     Some(line) => anyhow::anyhow!("{}: line {line}: {msg}", path.display()),
                     None => anyhow::anyhow!("{}: {msg}", path.display()),
@@ -339,7 +340,7 @@ mod tests {
             (ConfigPatch { batch_size: Some(0), ..Default::default() }, "batch_size"),
             (ConfigPatch { fraction: Some(0.0), ..Default::default() }, "fraction"),
             (ConfigPatch { fraction: Some(1.5), ..Default::default() }, "fraction"),
-            (ConfigPatch { lr: Some(f32::NAN), ..Default::default() }, "lr"),
+            (ConfigPatch { lr: Some(f64::NAN), ..Default::default() }, "lr"),
             (ConfigPatch { dataset: Some(DatasetKind::Csv), ..Default::default() }, "csv"),
         ] {
             let e = RunConfig::resolve(None, patch).unwrap_err().to_string();

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Simulate a federation in one process and write a run folder (report, plots, model).
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Run a benchmark and print one JSON line.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let process_start = Instant::now();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Simulate(args) => simulate::simulate(args),
+        Command::Simulate(args) => simulate::simulate(*args),
         Command::Bench(command) => bench::bench(command, process_start),
         Command::Predict(args) => predict::predict(args),
     };
@@ -63,7 +63,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed pipe (e.g. `dainet predict … | head`) is not a failure.
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");

@@ -14,7 +14,6 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 /// One named line of (x, y) points.
-#[allow(dead_code)] // Until main.rs calls `line_chart`.
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
@@ -66,7 +65,6 @@ fn padded(min: f64, max: f64, frac: f64) -> (f64, f64) {
 /// axis labels and a legend (always, one entry per series). The x range is the
 /// data's; the y range is the data's with a 5% margin. Non-finite points are
 /// skipped; if no finite point remains at all, this returns an error.
-#[allow(dead_code)] // Until main.rs calls it.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
     draw(path, title, x_label, y_label, series)
         .with_context(|| format!("cannot plot {:?} to {}", title, path.display()))
@@ -125,9 +123,15 @@ fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
         }
     }
+    // Put the legend in the corner the lines end away from: below rising curves, above
+    // falling ones.
+    let ends: Vec<f64> = lines.iter().filter_map(|p| p.last().map(|&(_, y)| y)).collect();
+    let end_mean = ends.iter().sum::<f64>() / ends.len().max(1) as f64;
+    let position =
+        if end_mean > (y_lo + y_hi) / 2.0 { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight };
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
@@ -226,15 +230,5 @@ mod tests {
         let path = dir.0.join("missing-dir").join("x.png");
         let msg = format!("{:#}", line_chart(&path, "t", "x", "y", &sample()).unwrap_err());
         assert!(msg.contains("missing-dir"), "{msg}");
-    }
-
-    /// Renders the sample chart to `$DAINET_PLOT_SAMPLE` for eyeballing.
-    #[test]
-    fn sample_chart_for_review() {
-        if let Some(path) = std::env::var_os("DAINET_PLOT_SAMPLE") {
-            let path = PathBuf::from(path);
-            line_chart(&path, "Test accuracy per round", "round", "accuracy", &sample()).unwrap();
-            assert_png(&path);
-        }
     }
 }

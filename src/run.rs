@@ -81,7 +81,10 @@ fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>
     let n = all.len();
     let n_test = ((n as f64 * config.test_fraction).round() as usize).max(1);
     if n_test >= n {
-        bail!("the dataset has {n} examples: too few to hold out test_fraction = {} and still train", config.test_fraction);
+        bail!(
+            "the dataset has {n} examples: too few to hold out test_fraction = {} and still train",
+            config.test_fraction
+        );
     }
     let n_train = n - n_test;
     let train_ids = ids.map(|v| v[..n_train].to_vec());
@@ -119,8 +122,9 @@ pub fn plan(config: RunConfig) -> Result<Plan> {
     if config.partition == PartitionKind::Natural && ids.is_none() {
         bail!("partition = natural needs a CSV client column (--dataset csv --client-column NAME)");
     }
-    let partition = partition(&scheme, train.labels(), train.num_classes(), config.clients, config.seed, ids.as_deref())
-        .context("cannot partition the training set")?;
+    let partition =
+        partition(&scheme, train.labels(), train.num_classes(), config.clients, config.seed, ids.as_deref())
+            .context("cannot partition the training set")?;
     let client_names = ids.as_deref().map(natural_client_ids);
     Ok(Plan { config, train, test, model, partition, client_names })
 }
@@ -189,15 +193,20 @@ pub fn execute(
     };
     let coordinator = Coordinator::new(round_config, start.clone(), first_round)?;
     let sgd = SgdConfig {
-        learning_rate: c.lr,
-        momentum: c.momentum,
-        weight_decay: c.weight_decay,
-        prox_mu: c.prox_mu,
+        learning_rate: c.lr as f32,
+        momentum: c.momentum as f32,
+        weight_decay: c.weight_decay as f32,
+        prox_mu: c.prox_mu as f32,
         batch_size: c.batch_size,
         epochs: c.epochs,
     };
-    let federation =
-        Federation { model: plan.model.as_ref(), train: &plan.train, partition: &plan.partition, sgd, task_seed: c.seed };
+    let federation = Federation {
+        model: plan.model.as_ref(),
+        train: &plan.train,
+        partition: &plan.partition,
+        sgd,
+        task_seed: c.seed,
+    };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
     let mut last = Arc::new(start);
     let mut error = None;
@@ -234,6 +243,8 @@ pub fn execute(
     match end {
         SimEnd::Finished => Ok(last),
         SimEnd::Stopped => bail!("the run was stopped"),
-        SimEnd::Stalled => bail!("the simulation stalled: no update in flight and no deadline set (a bug; please report it)"),
+        SimEnd::Stalled => {
+            bail!("the simulation stalled: no update in flight and no deadline set (a bug; please report it)")
+        }
     }
 }

@@ -47,7 +47,6 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let started = Instant::now();
     let config = RunConfig::resolve(args.config.as_deref(), args.flags)?;
     let plan = plan(config)?;
-    eprintln!("{}", plan.summary());
     let c = &plan.config;
 
     let (start, first_round, mut history) = match &args.resume {
@@ -58,6 +57,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             (params, 1, History { initial, rounds: Vec::new() })
         }
     };
+    eprintln!("{}", plan.summary());
     if first_round == 1 {
         eprintln!("round   0/{}  acc {:.4}  loss {:.4}", c.rounds, history.initial.accuracy, history.initial.loss);
     } else {

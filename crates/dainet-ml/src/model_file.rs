@@ -7,11 +7,16 @@
 //!
 //! Files are written to a temporary name in the same folder and renamed into place, so a
 //! crash leaves either the old file or the new one, never a torn one.
+//!
+//! The header is written here, not by `safetensors::serialize`, because that takes its
+//! metadata as a `HashMap` and so orders the header differently in every process; ours
+//! sorts every key, so the same model gives the same bytes. Reading goes through the
+//! `safetensors` crate, which validates the header and offsets.
 
 use crate::model::{ModelSpec, ModelSpecError};
 use dainet_core::Params;
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
-use std::collections::{BTreeMap, HashMap};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const MODEL_KEY: &str = "dainet.model";
@@ -76,21 +81,27 @@ pub fn save_model(
     params: &Params,
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), ModelFileError> {
+    let spec_text = spec.to_string();
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
-    let bytes: Vec<u8> = params.values().iter().flat_map(|v| v.to_le_bytes()).collect();
     let layout = params.layout();
-    let mut views = Vec::with_capacity(layout.tensors().len());
+    let mut header = serde_json::Map::new();
     for (i, t) in layout.tensors().iter().enumerate() {
         let r = layout.range(i);
-        let view = TensorView::new(Dtype::F32, t.shape.clone(), &bytes[r.start * 4..r.end * 4])
-            .map_err(|e| ModelFileError::Tensor { path: path.into(), name: t.name.clone(), reason: e.to_string() })?;
-        views.push((t.name.clone(), view));
+        let entry = serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [r.start * 4, r.end * 4] });
+        header.insert(t.name.clone(), entry);
     }
-    let mut info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    info.insert(MODEL_KEY.into(), spec.to_string());
-    info.insert(FORMAT_KEY.into(), FORMAT.into());
-    let data = safetensors::serialize(views, Some(info))
-        .map_err(|e| ModelFileError::Format { path: path.into(), reason: e.to_string() })?;
+    let mut info: BTreeMap<&str, &str> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    info.insert(MODEL_KEY, &spec_text);
+    info.insert(FORMAT_KEY, FORMAT);
+    header.insert("__metadata__".into(), serde_json::json!(info));
+    // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
+    let mut head = serde_json::to_vec(&header).expect("a map of strings serialises");
+    // The data starts 8-byte aligned, padded with spaces as the format allows.
+    head.resize(head.len().div_ceil(8) * 8, b' ');
+    let mut data = Vec::with_capacity(8 + head.len() + params.len() * 4);
+    data.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    data.extend_from_slice(&head);
+    data.extend(params.values().iter().flat_map(|v| v.to_le_bytes()));
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, &data).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -143,6 +154,23 @@ mod tests {
         assert_eq!(file.spec, spec);
         assert_eq!(file.params, params);
         assert_eq!(file.metadata, meta);
+    }
+
+    #[test]
+    fn the_same_model_gives_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: ModelSpec = "mlp:5-3".parse().unwrap();
+        let params = spec.build().init(1);
+        let meta: BTreeMap<String, String> = (0..20).map(|i| (format!("key{i}"), format!("v{i}"))).collect();
+        let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        save_model(&a, &spec, &params, &meta).unwrap();
+        save_model(&b, &spec, &params, &meta).unwrap();
+        let bytes = std::fs::read(&a).unwrap();
+        assert!(bytes == std::fs::read(&b).unwrap());
+        // Header length is 8-byte aligned and the data follows it.
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        assert_eq!(bytes.len(), 8 + n + 4 * params.len());
     }
 
     #[test]

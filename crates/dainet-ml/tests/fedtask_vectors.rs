@@ -68,7 +68,15 @@ fn client0_round1(text: &str) -> (f64, Vec<f64>) {
     let (pool, _) = pool_and_test();
     let part = partition(&PartitionScheme::Iid, pool.labels(), 10, 100, 1, None).unwrap();
     let mut rng = SplitMix64::stream(1, Purpose::BatchOrder, 1, 0);
-    let out = train_local(m.as_ref(), p.values(), &pool, part.client(0), &SgdConfig::default(), &mut rng, &mut Scratch::default());
+    let out = train_local(
+        m.as_ref(),
+        p.values(),
+        &pool,
+        part.client(0),
+        &SgdConfig::default(),
+        &mut rng,
+        &mut Scratch::default(),
+    );
     assert_eq!(out.steps, 8);
     assert_eq!(out.num_examples, 80);
     let layout = m.layout().clone();

@@ -1,0 +1,306 @@
+//! End-to-end tests of the `dainet` binary: outputs, determinism, resume, prediction and
+//! the error a user sees for each kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dainet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).output().expect("dainet runs")
+}
+
+fn dainet_env(args: &[&str], key: &str, value: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).env(key, value).output().expect("dainet runs")
+}
+
+fn mnist(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist").join(file)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Asserts a clean failure: exit code 2, one `error:` line naming `needle`, no panic.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(needle), "error should name {needle:?}: {stderr}");
+}
+
+fn simulate_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["simulate", "--out", out, "--rounds", "3"];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn simulate_writes_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dainet(&simulate_args(s(dir.path()), &[]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["report.json", "accuracy.png", "loss.png", "model.safetensors"] {
+        assert!(dir.path().join(f).metadata().unwrap().len() > 1000, "{f}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let counts = report["label_counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 100);
+    let total: u64 = counts.iter().flat_map(|c| c.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 8000);
+    assert_eq!(report["rounds"].as_array().unwrap().len(), 3);
+    // fedtask-v1's IID 2NN curve, rounds 1-3.
+    let acc: Vec<f64> = report["rounds"].as_array().unwrap().iter().map(|r| r["accuracy"].as_f64().unwrap()).collect();
+    for (got, want) in acc.iter().zip([0.4315, 0.6165, 0.7010]) {
+        assert!((got - want).abs() <= 0.005, "{acc:?}");
+    }
+    assert_eq!(report["seed"], 1);
+    assert!(report["versions"]["dainet"].is_string());
+}
+
+#[test]
+fn same_seed_gives_identical_model_bytes_on_one_and_two_threads() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--partition", "dirichlet", "--momentum", "0.5"];
+    assert!(dainet_env(&simulate_args(s(a.path()), &args), "RAYON_NUM_THREADS", "1").status.success());
+    assert!(dainet_env(&simulate_args(s(b.path()), &args), "RAYON_NUM_THREADS", "2").status.success());
+    let (ma, mb) = (
+        std::fs::read(a.path().join("model.safetensors")).unwrap(),
+        std::fs::read(b.path().join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(ma, mb);
+    // And a different seed gives a different model.
+    let c = tempfile::tempdir().unwrap();
+    assert!(dainet(&simulate_args(s(c.path()), &[&args[..], &["--seed", "2"]].concat())).status.success());
+    assert!(ma != std::fs::read(c.path().join("model.safetensors")).unwrap(), "seed 2 gave seed 1's model");
+}
+
+#[test]
+fn resume_reaches_the_uninterrupted_result() {
+    let (full, part, resumed) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = |out: &Path, rounds: &str, extra: &[&str]| {
+        let mut args = vec!["simulate", "--out", s(out), "--rounds", rounds, "--checkpoint-every", "2"];
+        args.extend_from_slice(extra);
+        let o = dainet(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(full.path(), "5", &[]);
+    run(part.path(), "2", &[]);
+    let ckpt = part.path().join("checkpoints/round-0002.safetensors");
+    run(resumed.path(), "5", &["--resume", s(&ckpt)]);
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(model(full.path()) == model(resumed.path()), "resumed model differs from the uninterrupted one");
+    let rounds = |d: &Path| -> Vec<(f64, f64)> {
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("report.json")).unwrap()).unwrap();
+        r["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["accuracy"].as_f64().unwrap(), x["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(rounds(full.path()), rounds(resumed.path()));
+    assert_eq!(rounds(full.path()).len(), 5);
+    // A checkpoint refuses other settings.
+    let other = tempfile::tempdir().unwrap();
+    let o = dainet(&["simulate", "--out", s(other.path()), "--rounds", "5", "--lr", "0.1", "--resume", s(&ckpt)]);
+    assert_clean_error(&o, "other settings");
+}
+
+#[test]
+fn predict_classifies_idx_and_csv_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(dainet(&simulate_args(s(dir.path()), &["--model", "lr"])).status.success());
+    let model = dir.path().join("model.safetensors");
+    let out =
+        dainet(&["predict", "--model", s(&model), "--input", s(&mnist("mnist10k-images-idx3-ubyte.gz")), "--probs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10_000);
+    let fields: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!(fields[0], "0");
+    assert!(fields[1].parse::<u32>().unwrap() < 10);
+    let p: f64 = fields[2].split(' ').map(|v| v.parse::<f64>().unwrap()).sum();
+    assert!((p - 1.0).abs() < 1e-4, "probabilities sum to {p}");
+    // CSV with a label column: accuracy is reported.
+    let csv = dir.path().join("rows.csv");
+    let row = |label: u32, v: f32| format!("{label},{}\n", vec![format!("{v}"); 784].join(","));
+    std::fs::write(&csv, format!("{}{}", row(1, 0.0), row(3, 0.5))).unwrap();
+    let out = dainet(&["predict", "--model", s(&model), "--input", s(&csv), "--label-column", "0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accuracy"));
+}
+
+#[test]
+fn bench_fedtask_prints_one_json_line() {
+    let out = dainet(&["bench", "fedtask", "--model", "lr", "--partition", "noniid", "--rounds", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["accuracy_initial"], 0.1045);
+    assert_eq!(v["accuracy_per_round"].as_array().unwrap().len(), 2);
+    assert_eq!(v["update_param_bytes"], 31_400);
+    for key in
+        ["wall_in_process_s", "wall_setup_s", "wall_rounds_s", "round_wall_median_s", "peak_rss_bytes", "threads"]
+    {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", v[key]);
+    }
+}
+
+// Bad input: one clear error line naming the file or key, exit code 2, never a panic.
+
+#[test]
+fn missing_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope-images.gz");
+    let o = dainet(&[
+        "simulate",
+        "--dataset",
+        "idx",
+        "--images",
+        s(&missing),
+        "--labels",
+        s(&mnist("mnist10k-labels-idx1-ubyte.gz")),
+    ]);
+    assert_clean_error(&o, "nope-images.gz");
+}
+
+#[test]
+fn truncated_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(mnist("mnist10k-labels-idx1-ubyte.gz")).unwrap();
+    let gz = plain_idx_labels(&bytes);
+    let cut = dir.path().join("cut-labels.idx");
+    std::fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+    let o = dainet(&[
+        "simulate",
+        "--dataset",
+        "idx",
+        "--images",
+        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
+        "--labels",
+        s(&cut),
+    ]);
+    assert_clean_error(&o, "cut-labels.idx");
+}
+
+#[test]
+fn corrupt_gzip_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(mnist("mnist10k-labels-idx1-ubyte.gz")).unwrap();
+    let n = bytes.len();
+    bytes[n / 2..].iter_mut().for_each(|b| *b = !*b);
+    let bad = dir.path().join("bad-labels.gz");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = dainet(&[
+        "simulate",
+        "--dataset",
+        "idx",
+        "--images",
+        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
+        "--labels",
+        s(&bad),
+    ]);
+    assert_clean_error(&o, "bad-labels.gz");
+}
+
+#[test]
+fn wrong_idx_magic() {
+    // The images file given as labels: a valid IDX file with the wrong magic for the role.
+    let o = dainet(&[
+        "simulate",
+        "--dataset",
+        "idx",
+        "--images",
+        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
+        "--labels",
+        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
+    ]);
+    assert_clean_error(&o, "magic");
+}
+
+fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn csv_with_a_non_numeric_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_csv(dir.path(), "cells.csv", "a,b,label\n1,2,0\n3,x7,1\n5,6,0\n");
+    let o = dainet(&["simulate", "--dataset", "csv", "--csv", s(&p), "--clients", "1"]);
+    assert_clean_error(&o, "cells.csv");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 3"));
+}
+
+#[test]
+fn csv_with_a_ragged_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_csv(dir.path(), "ragged.csv", "1,2,0\n3,4,1\n5,0\n");
+    let o = dainet(&["simulate", "--dataset", "csv", "--csv", s(&p), "--clients", "1"]);
+    assert_clean_error(&o, "ragged.csv");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 3"));
+}
+
+#[test]
+fn unknown_config_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_csv(dir.path(), "run.toml", "rounds = 2\nlearning_rate = 0.1\n");
+    let o = dainet(&["simulate", "--config", s(&p)]);
+    assert_clean_error(&o, "learning_rate");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("run.toml"));
+}
+
+#[test]
+fn batch_size_zero() {
+    assert_clean_error(&dainet(&["simulate", "--batch-size", "0"]), "batch_size");
+}
+
+#[test]
+fn fraction_outside_zero_one() {
+    assert_clean_error(&dainet(&["simulate", "--fraction", "1.5"]), "fraction");
+    assert_clean_error(&dainet(&["simulate", "--fraction", "0"]), "fraction");
+}
+
+#[test]
+fn more_clients_than_examples() {
+    assert_clean_error(&dainet(&["simulate", "--clients", "9000"]), "9000");
+}
+
+#[test]
+fn cnn_on_tabular_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_csv(dir.path(), "t.csv", "1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n");
+    assert_clean_error(
+        &dainet(&["simulate", "--dataset", "csv", "--csv", s(&p), "--clients", "2", "--model", "cnn"]),
+        "cnn",
+    );
+}
+
+#[test]
+fn predict_with_a_corrupt_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_csv(dir.path(), "model.safetensors", "not a model");
+    let o = dainet(&["predict", "--model", s(&p), "--input", s(&mnist("mnist10k-images-idx3-ubyte.gz"))]);
+    assert_clean_error(&o, "model.safetensors");
+}
+
+/// A gzip IDX labels file re-encoded as a plain one (read with dainet-ml's reader).
+fn plain_idx_labels(bytes: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.gz");
+    std::fs::write(&p, bytes).unwrap();
+    let array = dainet_ml::data::idx::read_idx(&p).unwrap();
+    let mut out = vec![0, 0, 8, 1];
+    out.extend_from_slice(&(array.dims[0] as u32).to_be_bytes());
+    out.extend_from_slice(&array.data);
+    out
+}
