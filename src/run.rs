@@ -146,7 +146,7 @@ impl Plan {
         let k = self.partition.num_clients();
         format!(
             "dainet {}: {} ({} train / {} test examples, {} classes), model {} ({} parameters)\n\
-             {} clients, partition {:?}, {} sampled per round, {} rounds, E={} B={} lr={} seed={}, {} threads",
+             {} clients, partition {}, {} sampled per round, {} rounds, E={} B={} lr={} seed={}, {} threads",
             env!("CARGO_PKG_VERSION"),
             match c.dataset {
                 DatasetKind::Mnist => "bundled MNIST".to_string(),

@@ -304,3 +304,16 @@ fn plain_idx_labels(bytes: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&array.data);
     out
 }
+
+#[test]
+fn the_example_config_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dirichlet-fedprox.toml");
+    let out = dainet(&["simulate", "--config", s(&config), "--rounds", "2", "--out", s(dir.path())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["clients"], 50);
+    assert_eq!(report["config"]["partition"], "dirichlet");
+    assert_eq!(report["rounds"].as_array().unwrap().len(), 2);
+}

@@ -52,6 +52,14 @@ pub fn check_update(update: &[f32], expected: usize) -> Result<(), AggregationEr
 }
 
 /// The streaming weighted mean `Σ_k (n_k / Σ_j n_j) · θ_k` of FedAvg.
+///
+/// ```
+/// let mut mean = dainet_agg::FedAvg::new(2);
+/// mean.add(&[1.0, 2.0], 1.0).unwrap();
+/// mean.add(&[3.0, 4.0], 3.0).unwrap();
+/// assert!(mean.add(&[f32::NAN, 0.0], 1.0).is_err()); // refused, mean unchanged
+/// assert_eq!(mean.finish().unwrap(), vec![2.5, 3.5]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct FedAvg {
     sum: Vec<f64>,

@@ -13,6 +13,40 @@
 //! - **No wall clock.** Virtual time only advances to the next arrival or deadline; wall-clock
 //!   timings are the caller's to take.
 //!
+//! # Example
+//! Ten clients with two Gaussian blobs each, three rounds of FedAvg:
+//! ```
+//! use dainet_ml::data::partition::{partition, PartitionScheme};
+//! use dainet_ml::{Dataset, ModelSpec, SgdConfig};
+//! use dainet_protocol::round::{Coordinator, RoundConfig};
+//! use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
+//!
+//! // 200 examples of 2 features: class 0 near (-1, -1), class 1 near (1, 1).
+//! let x: Vec<f32> = (0..200).flat_map(|i| { let c = if i % 2 == 0 { -1.0 } else { 1.0 }; [c, c] }).collect();
+//! let y: Vec<u32> = (0..200).map(|i| i % 2).collect();
+//! let data = Dataset::new(x, y, 2, 2).unwrap();
+//! let part = partition(&PartitionScheme::Iid, data.labels(), 2, 10, 1, None).unwrap();
+//! let model = ModelSpec::Mlp { input: 2, hidden: vec![], classes: 2 }.build();
+//!
+//! let rounds = RoundConfig {
+//!     task_seed: 1, num_clients: 10, clients_per_round: 3, rounds: 3,
+//!     round_timeout_ms: None, min_updates: 1,
+//! };
+//! let coordinator = Coordinator::new(rounds, model.init(1), 1).unwrap();
+//! let federation = Federation {
+//!     model: model.as_ref(), train: &data, partition: &part, sgd: SgdConfig::default(), task_seed: 1,
+//! };
+//! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default());
+//! let mut closed = Vec::new();
+//! let end = sim.run(|outcome| {
+//!     closed.push((outcome.round, outcome.contributors.len()));
+//!     std::ops::ControlFlow::Continue(())
+//! });
+//! assert_eq!(end, SimEnd::Finished);
+//! assert_eq!(closed, vec![(1, 3), (2, 3), (3, 3)]);
+//! assert_eq!(sim.now().0, 300); // three round trips of 2 x 50 ms
+//! ```
+//!
 //! Stability: ALPHA.
 #![deny(missing_docs)]
 
