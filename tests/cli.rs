@@ -12,6 +12,11 @@ fn dainet_env(args: &[&str], key: &str, value: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).env(key, value).output().expect("dainet runs")
 }
 
+/// `dainet simulate` on an IDX images file and an IDX labels file.
+fn simulate_idx(images: &Path, labels: &Path) -> Output {
+    dainet(&["simulate", "--dataset", "idx", "--images", s(images), "--labels", s(labels)])
+}
+
 fn mnist(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist").join(file)
 }
@@ -160,15 +165,7 @@ fn bench_fedtask_prints_one_json_line() {
 fn missing_data_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope-images.gz");
-    let o = dainet(&[
-        "simulate",
-        "--dataset",
-        "idx",
-        "--images",
-        s(&missing),
-        "--labels",
-        s(&mnist("mnist10k-labels-idx1-ubyte.gz")),
-    ]);
+    let o = simulate_idx(&missing, &mnist("mnist10k-labels-idx1-ubyte.gz"));
     assert_clean_error(&o, "nope-images.gz");
 }
 
@@ -179,15 +176,7 @@ fn truncated_data_file() {
     let gz = plain_idx_labels(&bytes);
     let cut = dir.path().join("cut-labels.idx");
     std::fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
-    let o = dainet(&[
-        "simulate",
-        "--dataset",
-        "idx",
-        "--images",
-        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
-        "--labels",
-        s(&cut),
-    ]);
+    let o = simulate_idx(&mnist("mnist10k-images-idx3-ubyte.gz"), &cut);
     assert_clean_error(&o, "cut-labels.idx");
 }
 
@@ -199,30 +188,14 @@ fn corrupt_gzip_file() {
     bytes[n / 2..].iter_mut().for_each(|b| *b = !*b);
     let bad = dir.path().join("bad-labels.gz");
     std::fs::write(&bad, &bytes).unwrap();
-    let o = dainet(&[
-        "simulate",
-        "--dataset",
-        "idx",
-        "--images",
-        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
-        "--labels",
-        s(&bad),
-    ]);
+    let o = simulate_idx(&mnist("mnist10k-images-idx3-ubyte.gz"), &bad);
     assert_clean_error(&o, "bad-labels.gz");
 }
 
 #[test]
 fn wrong_idx_magic() {
     // The images file given as labels: a valid IDX file with the wrong magic for the role.
-    let o = dainet(&[
-        "simulate",
-        "--dataset",
-        "idx",
-        "--images",
-        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
-        "--labels",
-        s(&mnist("mnist10k-images-idx3-ubyte.gz")),
-    ]);
+    let o = simulate_idx(&mnist("mnist10k-images-idx3-ubyte.gz"), &mnist("mnist10k-images-idx3-ubyte.gz"));
     assert_clean_error(&o, "magic");
 }
 

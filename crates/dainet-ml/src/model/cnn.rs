@@ -254,24 +254,9 @@ impl Model for Cnn {
     }
 
     fn init(&self, task_seed: u64) -> Params {
-        let mut p = Params::zeros(self.layout.clone());
-        let l = self.layout.clone();
-        let fan_ins = [K * K * self.input[0], K * K * C1, l.tensors()[FC0_W].shape[0], FC];
-        let values = p.values_mut();
-        // The weight tensors are 0, 2, 4, 6; split them out of the flat vector in order.
-        let mut weights: Vec<(&mut [f32], usize)> = Vec::new();
-        let mut rest = values;
-        let mut consumed = 0;
-        for (i, fan_in) in [CONV0_W, CONV1_W, FC0_W, FC1_W].into_iter().zip(fan_ins) {
-            let r = l.range(i);
-            let (_, tail) = rest.split_at_mut(r.start - consumed);
-            let (w, tail) = tail.split_at_mut(r.len());
-            weights.push((w, fan_in));
-            rest = tail;
-            consumed = r.end;
-        }
-        ops::he_uniform(task_seed, &mut weights);
-        p
+        let flat = self.layout.tensors()[FC0_W].shape[0];
+        let weights = [(CONV0_W, K * K * self.input[0]), (CONV1_W, K * K * C1), (FC0_W, flat), (FC1_W, FC)];
+        ops::he_uniform(&self.layout, task_seed, &weights)
     }
 
     fn input_dim(&self) -> usize {
@@ -311,36 +296,84 @@ impl Model for Cnn {
         sgemm(batch, FC, flat, 1.0, &dh0, Op::N, self.tensor(params, FC0_W), Op::T, 0.0, &mut dp1);
         s.bufs[D_H0] = dh0;
 
-        // Pool 1 and conv 1.
-        let mut da1 = std::mem::take(s.buf(D_A1, batch * h2 * w2 * C2));
-        unpool(&dp1, &s.indices[ARG1], &mut da1);
-        ops::relu_backward(&mut da1, &s.bufs[A1]);
+        // Pool 1 and conv 1, then pool 0 and conv 0 (whose input gradient is not needed).
+        let dp0 = conv_backward(self, params, grad, s, &CONV1, &dp1, [batch, h2, w2, C1], C2, true);
         s.bufs[D_P1] = dp1;
-        let rows1 = batch * h2 * w2;
-        sgemm(K * K * C1, rows1, C2, 1.0, &s.bufs[COLS1], Op::T, &da1, Op::N, 0.0, &mut grad[l.range(CONV1_W)]);
-        ops::col_sums(&da1, &mut grad[l.range(CONV1_B)], 1.0, 0.0);
-        let mut dcols1 = std::mem::take(s.buf(D_COLS1, rows1 * K * K * C1));
-        sgemm(rows1, C2, K * K * C1, 1.0, &da1, Op::N, self.tensor(params, CONV1_W), Op::T, 0.0, &mut dcols1);
-        s.bufs[D_A1] = da1;
-        let mut dp0 = std::mem::take(s.buf(D_P0, batch * h2 * w2 * C1));
-        col2im(&dcols1, [batch, h2, w2, C1], &mut dp0);
-        s.bufs[D_COLS1] = dcols1;
-
-        // Pool 0 and conv 0 (no input gradient needed).
-        let mut da0 = std::mem::take(s.buf(D_A0, batch * h * w * C1));
-        unpool(&dp0, &s.indices[ARG0], &mut da0);
-        ops::relu_backward(&mut da0, &s.bufs[A0]);
+        conv_backward(self, params, grad, s, &CONV0, &dp0, [batch, h, w, c], C1, false);
         s.bufs[D_P0] = dp0;
-        let rows0 = batch * h * w;
-        sgemm(K * K * c, rows0, C1, 1.0, &s.bufs[COLS0], Op::T, &da0, Op::N, 0.0, &mut grad[l.range(CONV0_W)]);
-        ops::col_sums(&da0, &mut grad[l.range(CONV0_B)], 1.0, 0.0);
-        s.bufs[D_A0] = da0;
         loss
     }
 
     fn eval_chunk(&self) -> usize {
         50
     }
+}
+
+/// The tensors and scratch slots of one convolution layer.
+struct ConvSlots {
+    weight: usize,
+    bias: usize,
+    /// Its im2col matrix (forward).
+    cols: usize,
+    /// Its output after ReLU (forward).
+    act: usize,
+    /// The argmax of the pooling after it (forward).
+    arg: usize,
+    /// The gradient of its output.
+    d_act: usize,
+    /// The gradient of its im2col matrix.
+    d_cols: usize,
+    /// The gradient of its input.
+    d_in: usize,
+}
+
+const CONV0: ConvSlots =
+    ConvSlots { weight: CONV0_W, bias: CONV0_B, cols: COLS0, act: A0, arg: ARG0, d_act: D_A0, d_cols: 0, d_in: 0 };
+const CONV1: ConvSlots = ConvSlots {
+    weight: CONV1_W,
+    bias: CONV1_B,
+    cols: COLS1,
+    act: A1,
+    arg: ARG1,
+    d_act: D_A1,
+    d_cols: D_COLS1,
+    d_in: D_P0,
+};
+
+/// Backward through max pooling, ReLU and a "same" convolution with input `shape` (NHWC) and
+/// `c_out` channels: from the gradient of the pooled output, writes the layer's weight and
+/// bias gradients into `grad` and, if `want_input`, returns the gradient of its input.
+#[allow(clippy::too_many_arguments)]
+fn conv_backward(
+    net: &Cnn,
+    params: &[f32],
+    grad: &mut [f32],
+    s: &mut Scratch,
+    slots: &ConvSlots,
+    d_pooled: &[f32],
+    shape: [usize; 4],
+    c_out: usize,
+    want_input: bool,
+) -> Vec<f32> {
+    let [batch, h, w, c_in] = shape;
+    let rows = batch * h * w;
+    let l = &net.layout;
+    let mut d_act = std::mem::take(s.buf(slots.d_act, rows * c_out));
+    unpool(d_pooled, &s.indices[slots.arg], &mut d_act);
+    ops::relu_backward(&mut d_act, &s.bufs[slots.act]);
+    let k = K * K * c_in;
+    sgemm(k, rows, c_out, 1.0, &s.bufs[slots.cols], Op::T, &d_act, Op::N, 0.0, &mut grad[l.range(slots.weight)]);
+    ops::col_sums(&d_act, &mut grad[l.range(slots.bias)], 1.0, 0.0);
+    let mut d_in = Vec::new();
+    if want_input {
+        let mut d_cols = std::mem::take(s.buf(slots.d_cols, rows * k));
+        sgemm(rows, c_out, k, 1.0, &d_act, Op::N, net.tensor(params, slots.weight), Op::T, 0.0, &mut d_cols);
+        d_in = std::mem::take(s.buf(slots.d_in, rows * c_in));
+        col2im(&d_cols, shape, &mut d_in);
+        s.bufs[slots.d_cols] = d_cols;
+    }
+    s.bufs[slots.d_act] = d_act;
+    d_in
 }
 
 /// Routes each pooled gradient back to the position of its maximum.

@@ -132,22 +132,8 @@ impl Model for Mlp {
     }
 
     fn init(&self, task_seed: u64) -> Params {
-        let mut p = Params::zeros(self.layout.clone());
-        let values = p.values_mut();
-        // Split the flat vector into the weight matrices, in layer order.
-        let mut weights: Vec<(&mut [f32], usize)> = Vec::new();
-        let mut rest = values;
-        let mut consumed = 0;
-        for l in 0..self.layers() {
-            let (wo, bo) = self.offsets[l];
-            let (_, tail) = rest.split_at_mut(wo - consumed);
-            let (w, tail) = tail.split_at_mut(self.dims[l] * self.dims[l + 1]);
-            weights.push((w, self.dims[l]));
-            rest = tail;
-            consumed = bo;
-        }
-        ops::he_uniform(task_seed, &mut weights);
-        p
+        let weights: Vec<(usize, usize)> = (0..self.layers()).map(|l| (2 * l, self.dims[l])).collect();
+        ops::he_uniform(&self.layout, task_seed, &weights)
     }
 
     fn input_dim(&self) -> usize {

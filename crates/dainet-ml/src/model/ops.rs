@@ -1,6 +1,7 @@
 //! Element-wise kernels shared by the built-in models.
 
-use dainet_core::{Purpose, SplitMix64};
+use dainet_core::{Layout, Params, Purpose, SplitMix64};
+use std::sync::Arc;
 
 /// Fills `out` (rows of `bias.len()`) with copies of `bias`.
 pub(crate) fn broadcast_rows(out: &mut [f32], bias: &[f32]) {
@@ -81,16 +82,20 @@ pub(crate) fn argmax(z: &[f32]) -> usize {
     best
 }
 
-/// Draws He-uniform weights into each of `weights` in turn, from one generator started at
-/// the initial-weights stream of `task_seed`: `w = f32((2u − 1)·sqrt(6 / fan_in))`.
-pub(crate) fn he_uniform(task_seed: u64, weights: &mut [(&mut [f32], usize)]) {
+/// Parameters of `layout` with He-uniform weights and zero biases (fedtask-v1): one
+/// generator started at the initial-weights stream of `task_seed` fills the tensors
+/// `weights = [(tensor index, fan_in), …]` in that order, each row-major, with
+/// `w = f32((2u − 1)·sqrt(6 / fan_in))`; every other tensor is zero.
+pub(crate) fn he_uniform(layout: &Arc<Layout>, task_seed: u64, weights: &[(usize, usize)]) -> Params {
+    let mut params = Params::zeros(layout.clone());
     let mut g = SplitMix64::stream(task_seed, Purpose::InitialWeights, 0, 0);
-    for (w, fan_in) in weights.iter_mut() {
-        let bound = (6.0 / *fan_in as f64).sqrt();
-        for v in w.iter_mut() {
+    for &(tensor, fan_in) in weights {
+        let bound = (6.0 / fan_in as f64).sqrt();
+        for v in &mut params.values_mut()[layout.range(tensor)] {
             *v = ((2.0 * g.next_f64() - 1.0) * bound) as f32;
         }
     }
+    params
 }
 
 #[cfg(test)]
