@@ -403,6 +403,12 @@ mod tests {
         let p = run(&PartitionScheme::Shards { shards_per_client: 2 }, 100, 1);
         assert!(p.clients().iter().all(|c| c.len() == 80));
         assert_eq!(&p.client(0)[..4], &[629, 632, 634, 641]);
+        // "non-IID shards of client 0: 104, 175": shard s is order[40s .. 40s + 40) of the
+        // stable sort by label.
+        let mut order: Vec<usize> = (0..8000).collect();
+        order.sort_by_key(|&i| pool_labels()[i]);
+        let shards: Vec<usize> = [104, 175].iter().flat_map(|&s| order[40 * s..40 * s + 40].to_vec()).collect();
+        assert_eq!(p.client(0), shards.as_slice());
         let counts = p.label_counts(pool_labels(), 10);
         let held: Vec<usize> = (0..10).filter(|&c| counts[0][c] > 0).collect();
         assert_eq!(held, vec![5, 8]);
