@@ -1,12 +1,12 @@
 //! `dainet predict`: local inference with a saved model, the first piece of edge serving.
 //!
 //! Input rows come from an IDX images file (gzip or plain; pixels scaled by 1/255 as in
-//! training) or a CSV file of exactly the model's number of numeric features per row (a
-//! header row is detected and skipped; `--label-column` drops a label column and reports
-//! accuracy).
+//! training) or a CSV file of exactly the model's number of numeric features per row (read
+//! by `dainet-ml`'s CSV reader: header detected, quotes allowed; `--label-column` drops a
+//! label column and reports accuracy).
 
-use anyhow::{bail, Context, Result};
-use dainet_ml::data::csv::{load_csv, ColumnRef, CsvOptions};
+use anyhow::{bail, Result};
+use dainet_ml::data::csv::{load_csv, load_csv_features, ColumnRef, CsvOptions};
 use dainet_ml::data::idx::read_idx;
 use dainet_ml::eval::predict_proba;
 use dainet_ml::model_file::load_model;
@@ -33,58 +33,27 @@ pub struct PredictArgs {
 /// Reads input rows: `(features, labels if known)`.
 fn read_rows(path: &Path, dim: usize, label_column: Option<&str>) -> Result<(Vec<f32>, Option<Vec<u32>>)> {
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    if is_csv {
-        // With no label column, read every column as a feature: name a column that does
-        // not exist as the label, impossible, so load with an explicit extra pass instead.
-        let opts = CsvOptions {
-            label_column: label_column.map(|c| c.parse::<ColumnRef>().expect("infallible")),
-            ..CsvOptions::default()
-        };
-        if label_column.is_some() {
-            let data = load_csv(path, &opts)?;
-            if data.dataset.dim() != dim {
-                bail!("{}: rows have {} features, the model takes {dim}", path.display(), data.dataset.dim());
-            }
-            return Ok((data.dataset.features().to_vec(), Some(data.dataset.labels().to_vec())));
+    let (x, got, labels) = if is_csv {
+        let label_column = label_column.map(|c| c.parse::<ColumnRef>().expect("infallible"));
+        let labelled = label_column.is_some();
+        let opts = CsvOptions { label_column, ..CsvOptions::default() };
+        if labelled {
+            let data = load_csv(path, &opts)?.dataset;
+            (data.features().to_vec(), data.dim(), Some(data.labels().to_vec()))
+        } else {
+            let (x, got) = load_csv_features(path, &opts)?;
+            (x, got, None)
         }
-        return Ok((read_feature_csv(path, dim)?, None));
+    } else {
+        let array = read_idx(path)?;
+        let per_row: usize = array.dims.iter().skip(1).product();
+        let x = array.data.iter().map(|&b| f32::from(b) / 255.0f32).collect();
+        (x, if array.dims.len() < 2 { 1 } else { per_row }, None)
+    };
+    if got != dim {
+        bail!("{}: rows have {got} features, the model takes {dim}", path.display());
     }
-    let array = read_idx(path)?;
-    let per_row: usize = array.dims.iter().skip(1).product();
-    if array.dims.len() < 2 || per_row != dim {
-        bail!("{}: IDX rows have shape {:?}, the model takes {dim} features per row", path.display(), &array.dims[1..]);
-    }
-    Ok((array.data.iter().map(|&b| f32::from(b) / 255.0f32).collect(), None))
-}
-
-/// A CSV of feature columns only.
-fn read_feature_csv(path: &Path, dim: usize) -> Result<Vec<f32>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parsed: Vec<Option<f32>> = cells.iter().map(|c| c.parse::<f32>().ok().filter(|v| v.is_finite())).collect();
-        if i == 0 && parsed.iter().any(Option::is_none) {
-            continue; // a header row
-        }
-        if cells.len() != dim {
-            bail!("{}: line {}: {} cells, the model takes {dim} features", path.display(), i + 1, cells.len());
-        }
-        for (j, v) in parsed.into_iter().enumerate() {
-            let v = v.with_context(|| {
-                format!("{}: line {}, column {}: {:?} is not a finite number", path.display(), i + 1, j + 1, cells[j])
-            })?;
-            out.push(v);
-        }
-    }
-    if out.is_empty() {
-        bail!("{}: no rows to classify", path.display());
-    }
-    Ok(out)
+    Ok((x, labels))
 }
 
 /// Runs `dainet predict`, printing `row<TAB>class[<TAB>p0 p1 …]` per input row.

@@ -140,6 +140,16 @@ fn predict_classifies_idx_and_csv_rows() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("accuracy"));
+    // Features only (a header, no label), and a file of the wrong width.
+    let features = dir.path().join("features.csv");
+    let header: Vec<String> = (0..784).map(|i| format!("px{i}")).collect();
+    std::fs::write(&features, format!("{}\n{}\n", header.join(","), vec!["0.25"; 784].join(","))).unwrap();
+    let out = dainet(&["predict", "--model", s(&model), "--input", s(&features)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let narrow = write_csv(dir.path(), "narrow.csv", "0.1,0.2\n");
+    let o = dainet(&["predict", "--model", s(&model), "--input", s(&narrow)]);
+    assert_clean_error(&o, "narrow.csv");
 }
 
 #[test]

@@ -103,7 +103,10 @@ pub fn save_model(
     data.extend_from_slice(&head);
     data.extend(params.values().iter().flat_map(|v| v.to_le_bytes()));
     let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, &data).map_err(io)?;
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut file, &data).map_err(io)?;
+    // On disk before the rename makes it visible, so a crash never leaves a torn file.
+    file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 

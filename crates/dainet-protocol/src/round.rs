@@ -95,7 +95,7 @@ pub enum Rejection {
     /// The update is for another round than the open one.
     #[error("update for round {got} while round {open} is open")]
     WrongRound {
-        /// The open round (0 before the start, after the end the last round).
+        /// The open round, or 0 when none is open (before the start, after the end).
         open: u32,
         /// The update's round.
         got: u32,
@@ -247,7 +247,7 @@ impl Coordinator {
     /// Hands in `client`'s update for `round`.
     pub fn handle_update(&mut self, now: Time, client: ClientId, round: u32, update: Update) -> Result<(), Rejection> {
         let Some(open) = self.open.as_mut() else {
-            return Err(Rejection::WrongRound { open: self.next_round.saturating_sub(1), got: round });
+            return Err(Rejection::WrongRound { open: 0, got: round });
         };
         let result = Self::accept(open, client, round, &update);
         if let Err(rejection) = &result {

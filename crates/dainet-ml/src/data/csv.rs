@@ -346,6 +346,32 @@ fn resolve(path: &Path, column: &ColumnRef, header: Option<&[String]>, columns: 
 ///
 /// Column indices are 0-based; line and column numbers in errors are 1-based.
 pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<CsvData, CsvError> {
+    let table = read_table(path, opts, true)?;
+    let labels = table.labels.expect("a labelled read yields labels");
+    let num_classes = labels.iter().copied().max().map_or(1, |m| m as usize + 1);
+    let dataset = Dataset::new(table.features, labels, table.dim, num_classes)
+        .map_err(|source| CsvError::Dataset { path: path.to_path_buf(), source })?;
+    Ok(CsvData { dataset, client_ids: table.client_ids, feature_names: table.feature_names })
+}
+
+/// Reads a CSV file of numeric features only (no label column; `opts.label_column` is
+/// ignored, a client column is still left out): returns the features row-major and the
+/// number per row. This is the input of `dainet predict`.
+pub fn load_csv_features(path: &Path, opts: &CsvOptions) -> Result<(Vec<f32>, usize), CsvError> {
+    let table = read_table(path, opts, false)?;
+    Ok((table.features, table.dim))
+}
+
+/// The cells of a CSV file, checked and split into features, labels and client ids.
+struct Table {
+    features: Vec<f32>,
+    dim: usize,
+    labels: Option<Vec<u32>>,
+    client_ids: Option<Vec<String>>,
+    feature_names: Option<Vec<String>>,
+}
+
+fn read_table(path: &Path, opts: &CsvOptions, labelled: bool) -> Result<Table, CsvError> {
     let bytes = std::fs::read(path).map_err(|source| CsvError::Io { path: path.to_path_buf(), source })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
@@ -379,24 +405,25 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<CsvData, CsvError> {
     }
     let columns = first.cells.len();
 
-    let label_col = match &opts.label_column {
-        Some(column) => resolve(path, column, header.as_deref(), columns)?,
-        None => columns - 1,
+    let label_col = match (&opts.label_column, labelled) {
+        (_, false) => None,
+        (Some(column), true) => Some(resolve(path, column, header.as_deref(), columns)?),
+        (None, true) => Some(columns - 1),
     };
     let client_col = match &opts.client_column {
         Some(column) => Some(resolve(path, column, header.as_deref(), columns)?),
         None => None,
     };
-    if client_col == Some(label_col) {
-        return Err(CsvError::SameColumn { path: path.to_path_buf(), index: label_col });
+    if let Some(index) = label_col.filter(|&l| client_col == Some(l)) {
+        return Err(CsvError::SameColumn { path: path.to_path_buf(), index });
     }
-    let feature_cols: Vec<usize> = (0..columns).filter(|&c| c != label_col && Some(c) != client_col).collect();
+    let feature_cols: Vec<usize> = (0..columns).filter(|&c| Some(c) != label_col && Some(c) != client_col).collect();
     if feature_cols.is_empty() {
         return Err(CsvError::NoFeatures { path: path.to_path_buf(), columns });
     }
 
     let mut features = Vec::with_capacity(rows.len() * feature_cols.len());
-    let mut labels = Vec::with_capacity(rows.len());
+    let mut labels = label_col.map(|_| Vec::with_capacity(rows.len()));
     let mut client_ids = client_col.map(|_| Vec::with_capacity(rows.len()));
     for row in rows {
         if row.cells.len() != columns {
@@ -419,26 +446,25 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<CsvData, CsvError> {
             };
             features.push(v);
         }
-        let cell = &row.cells[label_col];
-        let Some(label) = parse_label(cell) else {
-            return Err(CsvError::BadLabel {
-                path: path.to_path_buf(),
-                line: row.line,
-                column: label_col + 1,
-                cell: cell.clone(),
-            });
-        };
-        labels.push(label);
+        if let (Some(labels), Some(c)) = (labels.as_mut(), label_col) {
+            let cell = &row.cells[c];
+            let Some(label) = parse_label(cell) else {
+                return Err(CsvError::BadLabel {
+                    path: path.to_path_buf(),
+                    line: row.line,
+                    column: c + 1,
+                    cell: cell.clone(),
+                });
+            };
+            labels.push(label);
+        }
         if let (Some(ids), Some(c)) = (client_ids.as_mut(), client_col) {
             ids.push(row.cells[c].trim().to_string());
         }
     }
 
-    let num_classes = labels.iter().copied().max().map_or(1, |m| m as usize + 1);
     let feature_names = header.map(|names| feature_cols.iter().map(|&c| names[c].clone()).collect());
-    let dataset = Dataset::new(features, labels, feature_cols.len(), num_classes)
-        .map_err(|source| CsvError::Dataset { path: path.to_path_buf(), source })?;
-    Ok(CsvData { dataset, client_ids, feature_names })
+    Ok(Table { features, dim: feature_cols.len(), labels, client_ids, feature_names })
 }
 
 #[cfg(test)]
@@ -462,6 +488,17 @@ mod tests {
             label_column: label.map(|s| s.parse().unwrap()),
             client_column: client.map(|s| s.parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn feature_only_files_keep_every_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "a,b,c\n1,2,3\n\"4\",5,6\n");
+        let (x, dim) = load_csv_features(&path, &CsvOptions::default()).unwrap();
+        assert_eq!((x, dim), (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3));
+        let path = write(&dir, "1,2\n3,oops\n");
+        let e = load_csv_features(&path, &CsvOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("oops"), "{e}");
     }
 
     #[test]
