@@ -123,6 +123,14 @@ pub fn load_model(path: &Path) -> Result<ModelFile, ModelFileError> {
         .ok_or_else(|| meta_err(format!("no {MODEL_KEY:?} metadata: not a dainet model file")))?;
     metadata.remove(FORMAT_KEY);
     let spec: ModelSpec = spec_text.parse().map_err(|e: ModelSpecError| meta_err(e.to_string()))?;
+    // Check the sizes before building: a header may name a model far larger than the file.
+    let stored: usize = tensors.tensors().iter().map(|(_, t)| t.data().len()).sum();
+    let expected = spec.num_params().unwrap_or(usize::MAX);
+    if stored != expected.saturating_mul(4) {
+        return Err(meta_err(format!(
+            "the file holds {stored} bytes of tensors, a {spec} model needs {expected} parameters"
+        )));
+    }
     let model = spec.build();
     let layout = model.layout().clone();
     let mut values = Vec::with_capacity(layout.len());
@@ -174,6 +182,47 @@ mod tests {
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         assert_eq!(n % 8, 0);
         assert_eq!(bytes.len(), 8 + n + 4 * params.len());
+    }
+
+    #[test]
+    fn every_truncation_and_random_corruption_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec: ModelSpec = "mlp:3-2".parse().unwrap();
+        let params = spec.build().init(1);
+        save_model(&path, &spec, &params, &BTreeMap::new()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let bad = dir.path().join("bad.safetensors");
+        for len in 0..good.len() {
+            std::fs::write(&bad, &good[..len]).unwrap();
+            assert!(load_model(&bad).is_err(), "truncated to {len} bytes");
+        }
+        let mut g = dainet_core::SplitMix64::new(5);
+        for _ in 0..2000 {
+            let mut bytes = good.clone();
+            for _ in 0..1 + g.next_u64() % 4 {
+                let i = (g.next_u64() % bytes.len() as u64) as usize;
+                bytes[i] = g.next_u64() as u8;
+            }
+            std::fs::write(&bad, &bytes).unwrap();
+            // Ok (a flipped weight is still a model) or Err, never a panic.
+            let _ = load_model(&bad);
+        }
+    }
+
+    #[test]
+    fn a_header_naming_a_huge_model_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec: ModelSpec = "mlp:3-2".parse().unwrap();
+        save_model(&path, &spec, &spec.build().init(1), &BTreeMap::new()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Same length, so the header stays valid: mlp:3-2 -> mlp:9-2.
+        let at = bytes.windows(7).position(|w| w == b"mlp:3-2").unwrap();
+        bytes[at + 4] = b'9';
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load_model(&path).unwrap_err().to_string();
+        assert!(e.contains("needs 20 parameters"), "{e}");
     }
 
     #[test]

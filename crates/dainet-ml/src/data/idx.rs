@@ -329,6 +329,29 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    #[test]
+    fn every_truncation_and_random_corruption_is_an_error_not_a_panic() {
+        let mut plain = vec![0, 0, 8, 1, 0, 0, 0, 40];
+        plain.extend((0..40).map(|i| (i % 10) as u8));
+        let name = Path::new("fuzz.idx");
+        assert_eq!(read_idx_bytes(name, &plain).unwrap().dims, vec![40]);
+        for len in 0..plain.len() {
+            assert!(read_idx_bytes(name, &plain[..len]).is_err(), "truncated to {len}");
+        }
+        let gz = std::fs::read(Path::new(MNIST_DIR).join("mnist10k-labels-idx1-ubyte.gz")).unwrap();
+        let mut g = dainet_core::SplitMix64::new(9);
+        for round in 0..600 {
+            let mut bytes = if round % 2 == 0 { plain.clone() } else { gz.clone() };
+            for _ in 0..1 + g.next_u64() % 4 {
+                let i = (g.next_u64() % bytes.len() as u64) as usize;
+                bytes[i] = g.next_u64() as u8;
+            }
+            let cut = (g.next_u64() % (bytes.len() as u64 + 1)) as usize;
+            let _ = read_idx_bytes(name, &bytes[..cut.max(bytes.len() / 2)]);
+            let _ = read_idx_bytes(name, &bytes);
+        }
+    }
+
     const MNIST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist/");
 
     fn load_mnist() -> Dataset {

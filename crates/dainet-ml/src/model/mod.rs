@@ -16,7 +16,7 @@ mod spec;
 
 pub use cnn::Cnn;
 pub use mlp::Mlp;
-pub use spec::{ModelSpec, ModelSpecError};
+pub use spec::{ModelSpec, ModelSpecError, MAX_PARAMS};
 
 use dainet_core::{Layout, Params};
 use std::sync::Arc;

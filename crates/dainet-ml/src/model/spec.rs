@@ -30,6 +30,9 @@ pub enum ModelSpec {
     },
 }
 
+/// The most parameters a built-in model may have (8 GiB of `f32`).
+pub const MAX_PARAMS: usize = 1 << 31;
+
 /// A model spec that cannot be parsed or built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid model spec {text:?}: {reason} (expected e.g. mlp:784-200-200-10, mlp:784-10 or cnn:1x28x28-10)")]
@@ -50,6 +53,9 @@ impl ModelSpec {
     /// Checks sizes: every width positive, CNN images divisible by 4.
     pub fn validate(&self) -> Result<(), ModelSpecError> {
         let err = |reason: &str| Err(ModelSpecError { text: self.to_string(), reason: reason.into() });
+        if self.num_params().is_none_or(|n| n > MAX_PARAMS) {
+            return err("more than 2^31 parameters (8 GiB); dainet's built-in models are not meant for that size");
+        }
         match self {
             ModelSpec::Mlp { input, hidden, classes } => {
                 if *input == 0 || *classes == 0 || hidden.contains(&0) {
@@ -63,6 +69,26 @@ impl ModelSpec {
             }
         }
         Ok(())
+    }
+
+    /// The number of parameters, or `None` if it overflows `usize`.
+    pub fn num_params(&self) -> Option<usize> {
+        let dense = |fan_in: usize, fan_out: usize| fan_in.checked_mul(fan_out)?.checked_add(fan_out);
+        match self {
+            ModelSpec::Mlp { input, hidden, classes } => {
+                let mut dims = vec![*input];
+                dims.extend_from_slice(hidden);
+                dims.push(*classes);
+                dims.windows(2).try_fold(0usize, |acc, w| acc.checked_add(dense(w[0], w[1])?))
+            }
+            ModelSpec::Cnn { input: [c, h, w], classes } => {
+                let conv0 = dense(25usize.checked_mul(*c)?, 32)?;
+                let conv1 = dense(25 * 32, 64)?;
+                let fc0 = dense((h / 4).checked_mul(w / 4)?.checked_mul(64)?, 512)?;
+                let fc1 = dense(512, *classes)?;
+                conv0.checked_add(conv1)?.checked_add(fc0)?.checked_add(fc1)
+            }
+        }
     }
 
     /// Features per example the model takes.
@@ -135,6 +161,14 @@ mod tests {
             let spec: ModelSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
         }
+    }
+
+    #[test]
+    fn parameter_counts() {
+        assert_eq!("mlp:784-200-200-10".parse::<ModelSpec>().unwrap().num_params(), Some(199_210));
+        assert_eq!("mlp:784-10".parse::<ModelSpec>().unwrap().num_params(), Some(7_850));
+        assert_eq!("cnn:1x28x28-10".parse::<ModelSpec>().unwrap().num_params(), Some(1_663_370));
+        assert!("mlp:784-1000000000-10".parse::<ModelSpec>().is_err(), "too large to build");
     }
 
     #[test]
