@@ -93,7 +93,8 @@ impl Mlp {
     fn backward(&self, x: &[f32], y: &[u32], s: &mut Scratch, mut sink: GradSink<'_>) -> f64 {
         let batch = y.len();
         let top = self.layers();
-        // delta (dL/d output of layer l) lives in bufs[top + 1]; the next one in bufs[top + 2].
+        // The logits in bufs[top] become the first delta (dL/d output of the layer); bufs[top + 1]
+        // is the spare that receives the next layer's delta, and the two swap on the way down.
         let mut delta = std::mem::take(&mut s.bufs[top]);
         let loss = ops::softmax_ce_backward(&mut delta, y, self.dims[top]);
         for l in (0..top).rev() {
