@@ -1,0 +1,63 @@
+//! Why an update or a set of updates cannot be aggregated.
+
+/// An update that cannot be aggregated.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum AggregationError {
+    /// The update's length differs from the model's.
+    #[error("update has {got} parameters, expected {expected}")]
+    WrongLength {
+        /// The model's parameter count.
+        expected: usize,
+        /// The update's.
+        got: usize,
+    },
+    /// The update holds NaN or an infinity.
+    #[error("update parameter {index} is not finite ({value})")]
+    NonFinite {
+        /// Its position.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The weight is not positive and finite.
+    #[error("update weight {0} must be positive and finite")]
+    BadWeight(f64),
+    /// Nothing was added.
+    #[error("no update to aggregate")]
+    Empty,
+    /// A rule needs more updates than it was given.
+    #[error("{rule} needs at least {needed} updates ({why}), got {got}")]
+    TooFewUpdates {
+        /// The rule, e.g. `bulyan(f=2)`.
+        rule: String,
+        /// Updates it needs.
+        needed: usize,
+        /// The relation that sets the need, e.g. `n >= 4f + 3`.
+        why: &'static str,
+        /// Updates given.
+        got: usize,
+    },
+    /// The update's change from the global model is longer than the configured bound.
+    #[error("update norm {norm:.4} exceeds the bound {bound}")]
+    NormTooLarge {
+        /// The L2 norm of the update's change.
+        norm: f64,
+        /// The bound.
+        bound: f64,
+    },
+    /// A setting is out of range.
+    #[error("{0}")]
+    InvalidSetting(String),
+}
+
+/// Checks that `update` has `expected` finite values.
+pub fn check_update(update: &[f32], expected: usize) -> Result<(), AggregationError> {
+    if update.len() != expected {
+        return Err(AggregationError::WrongLength { expected, got: update.len() });
+    }
+    match update.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(AggregationError::NonFinite { index, value: update[index] }),
+        None => Ok(()),
+    }
+}
