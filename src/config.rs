@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub enum DatasetKind {
     /// The 10,000 MNIST digits bundled in the binary.
     Mnist,
+    /// Synthetic(α, β) of the FedProx paper: 30 devices, 60 features, 10 classes, one client
+    /// per device (`synthetic_alpha`, `synthetic_beta`).
+    Synthetic,
     /// An IDX images file and an IDX labels file (`--images`, `--labels`).
     Idx,
     /// A CSV file (`--csv`, `--label-column`, `--client-column`).
@@ -43,6 +46,24 @@ impl std::fmt::Display for PartitionKind {
         let name = clap::ValueEnum::to_possible_value(self).expect("no variant is skipped");
         f.write_str(name.get_name())
     }
+}
+
+/// A Byzantine behaviour for evaluation (`--byzantine FRACTION --attack NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    /// Send the change flipped and scaled: −s·Δ (`sign_flip_scale`).
+    SignFlip,
+    /// Send Gaussian noise N(0, σ²) as the change (`noise_sigma`).
+    Gaussian,
+    /// Train on flipped labels y ↦ C − 1 − y.
+    LabelFlip,
+    /// "A Little Is Enough" (Baruch et al. 2019): μ − z·σ of the attackers' changes.
+    Alie,
+    /// Inner-product manipulation (Xie et al. 2020): −ε · the honest mean (`ipm_epsilon`).
+    Ipm,
+    /// Model-replacement backdoor (Bagdasaryan et al. 2020): a 4x4 pixel trigger.
+    Backdoor,
 }
 
 /// Which built-in model to train.
@@ -87,6 +108,31 @@ pub struct RunConfig {
     pub latency_ms: u64,
     pub out: PathBuf,
     pub checkpoint_every: u32,
+    pub min_updates: u32,
+    pub strategy: String,
+    pub robust_f: Option<usize>,
+    pub multi_krum_m: Option<usize>,
+    pub trim_beta: f64,
+    pub cc_tau: f64,
+    pub cc_iterations: usize,
+    pub server_lr: f64,
+    pub server_momentum: f64,
+    pub clip_norm: Option<f64>,
+    pub bucket_size: Option<usize>,
+    pub max_update_norm: Option<f64>,
+    pub byzantine: f64,
+    pub attack: Option<AttackKind>,
+    pub sign_flip_scale: f64,
+    pub noise_sigma: f64,
+    pub ipm_epsilon: f64,
+    pub alie_z: Option<f64>,
+    pub backdoor_target: u32,
+    pub backdoor_fraction: f64,
+    pub backdoor_boost: Option<f64>,
+    pub stragglers: f64,
+    pub dropouts: f64,
+    pub synthetic_alpha: f64,
+    pub synthetic_beta: f64,
 }
 
 impl Default for RunConfig {
@@ -117,10 +163,35 @@ impl Default for RunConfig {
             weight_decay: 0.0,
             prox_mu: 0.0,
             seed: 1,
-            round_timeout_ms: None,
+            round_timeout_ms: Some(10_000),
             latency_ms: 50,
             out: PathBuf::from("runs/simulate"),
             checkpoint_every: 0,
+            min_updates: 1,
+            strategy: "fedavg".into(),
+            robust_f: None,
+            multi_krum_m: None,
+            trim_beta: 0.2,
+            cc_tau: 1.0,
+            cc_iterations: 3,
+            server_lr: 1.0,
+            server_momentum: 0.0,
+            clip_norm: None,
+            bucket_size: None,
+            max_update_norm: None,
+            byzantine: 0.0,
+            attack: None,
+            sign_flip_scale: 4.0,
+            noise_sigma: 1.0,
+            ipm_epsilon: 0.1,
+            alie_z: None,
+            backdoor_target: 0,
+            backdoor_fraction: 0.5,
+            backdoor_boost: None,
+            stragglers: 0.0,
+            dropouts: 0.0,
+            synthetic_alpha: 1.0,
+            synthetic_beta: 1.0,
         }
     }
 }
@@ -198,9 +269,87 @@ pub struct ConfigPatch {
     /// Task seed naming every random stream [default: 1].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Milliseconds (virtual) a round waits for updates [default: wait for all].
+    /// Milliseconds (virtual) a round waits for updates [default: 10000].
     #[arg(long)]
     pub round_timeout_ms: Option<u64>,
+    /// Updates a round needs to be aggregated [default: 1].
+    #[arg(long)]
+    pub min_updates: Option<u32>,
+    /// Aggregation strategy: fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad, median,
+    /// trimmed-mean, krum, multi-krum, bulyan, centered-clipping [default: fedavg].
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Byzantine updates tolerated per round by krum, multi-krum and bulyan [default: the
+    /// expected number of Byzantine clients per round, floor(byzantine · clients per round)].
+    #[arg(long)]
+    pub robust_f: Option<usize>,
+    /// Updates multi-krum averages [default: clients per round − f].
+    #[arg(long)]
+    pub multi_krum_m: Option<usize>,
+    /// Share trimmed at each end by trimmed-mean [default: 0.2].
+    #[arg(long)]
+    pub trim_beta: Option<f64>,
+    /// Clipping radius τ of centered-clipping [default: 1.0].
+    #[arg(long)]
+    pub cc_tau: Option<f64>,
+    /// Iterations of centered-clipping [default: 3].
+    #[arg(long)]
+    pub cc_iterations: Option<usize>,
+    /// Server learning rate of fedavgm [default: 1.0].
+    #[arg(long)]
+    pub server_lr: Option<f64>,
+    /// Server momentum of fedavgm [default: 0.0].
+    #[arg(long)]
+    pub server_momentum: Option<f64>,
+    /// Wrapper: clip every client's change to this L2 norm before aggregating [default: off].
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// Wrapper: average random buckets of this many changes before the rule [default: off].
+    #[arg(long)]
+    pub bucket_size: Option<usize>,
+    /// Refuse (and count) changes longer than this L2 norm [default: off].
+    #[arg(long)]
+    pub max_update_norm: Option<f64>,
+    /// Fraction of clients that are Byzantine (with --attack) [default: 0].
+    #[arg(long)]
+    pub byzantine: Option<f64>,
+    /// What the Byzantine clients do [default: none].
+    #[arg(long, value_enum)]
+    pub attack: Option<AttackKind>,
+    /// Scale s of the sign-flip attack, which sends −s·Δ [default: 4].
+    #[arg(long)]
+    pub sign_flip_scale: Option<f64>,
+    /// Standard deviation of the gaussian attack [default: 1.0].
+    #[arg(long)]
+    pub noise_sigma: Option<f64>,
+    /// ε of the ipm attack [default: 0.1].
+    #[arg(long)]
+    pub ipm_epsilon: Option<f64>,
+    /// z of the alie attack [default: z_max from n and f, Baruch et al.].
+    #[arg(long)]
+    pub alie_z: Option<f64>,
+    /// Label the backdoor trigger maps to [default: 0].
+    #[arg(long)]
+    pub backdoor_target: Option<u32>,
+    /// Share of an attacker's examples carrying the trigger [default: 0.5].
+    #[arg(long)]
+    pub backdoor_fraction: Option<f64>,
+    /// γ, the boost of the attacker's change [default: clients per round, n/η with η = 1].
+    #[arg(long)]
+    pub backdoor_boost: Option<f64>,
+    /// Probability that a client straggles in a round: it then runs a random number of
+    /// epochs in [1, E] and sends its partial work (FedProx's semantics) [default: 0].
+    #[arg(long)]
+    pub stragglers: Option<f64>,
+    /// Probability that a client drops out of a round (never answers) [default: 0].
+    #[arg(long)]
+    pub dropouts: Option<f64>,
+    /// α of --dataset synthetic (how much devices' models differ) [default: 1].
+    #[arg(long)]
+    pub synthetic_alpha: Option<f64>,
+    /// β of --dataset synthetic (how much devices' data differ) [default: 1].
+    #[arg(long)]
+    pub synthetic_beta: Option<f64>,
     /// Simulated one-way network latency in milliseconds [default: 50].
     #[arg(long)]
     pub latency_ms: Option<u64>,
@@ -223,8 +372,11 @@ impl RunConfig {
         }
         set!(dataset, test_fraction, clients, partition, shards_per_client, dirichlet_alpha, min_partition_size);
         set!(model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
-        set!(latency_ms, out, checkpoint_every);
-        set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms);
+        set!(latency_ms, out, checkpoint_every, min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr);
+        set!(server_momentum, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon, backdoor_target);
+        set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta);
+        set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms, robust_f, multi_krum_m);
+        set_opt!(clip_norm, bucket_size, max_update_norm, attack, alie_z, backdoor_boost);
     }
 
     /// The defaults, then the TOML file at `file` (if any), then `flags`.
@@ -289,7 +441,36 @@ impl RunConfig {
             DatasetKind::Csv if self.csv.is_none() => bail!("dataset = csv needs a file (--csv FILE)"),
             _ => {}
         }
-        if self.partition == PartitionKind::Natural && self.client_column.is_none() {
+        for (name, v) in [("byzantine", self.byzantine), ("stragglers", self.stragglers), ("dropouts", self.dropouts)] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{name} = {v} is outside [0, 1]: it is a fraction of the clients");
+            }
+        }
+        if self.byzantine > 0.0 && self.attack.is_none() {
+            bail!(
+                "byzantine = {} needs an attack (--attack sign-flip|gaussian|label-flip|alie|ipm|backdoor)",
+                self.byzantine
+            );
+        }
+        if self.attack.is_some() && self.byzantine == 0.0 {
+            bail!("attack needs Byzantine clients (--byzantine FRACTION, e.g. 0.2)");
+        }
+        if self.dropouts > 0.0 && self.round_timeout_ms.is_none() {
+            bail!("dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever");
+        }
+        if self.min_updates == 0 {
+            bail!("min_updates = 0: a round needs at least one update");
+        }
+        if !(self.backdoor_fraction > 0.0 && self.backdoor_fraction <= 1.0) {
+            bail!("backdoor_fraction = {} is outside (0, 1]", self.backdoor_fraction);
+        }
+        if self.strategy == "fedprox" && self.prox_mu == 0.0 {
+            bail!("strategy = fedprox needs a proximal term (--prox-mu, e.g. 0.01); with 0 it is fedavg");
+        }
+        if self.partition == PartitionKind::Natural
+            && self.client_column.is_none()
+            && self.dataset != DatasetKind::Synthetic
+        {
             bail!("partition = natural needs a CSV client column (--dataset csv --client-column NAME)");
         }
         Ok(())

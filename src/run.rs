@@ -4,14 +4,18 @@
 //! depends on the data. [`execute`] drives the sans-IO coordinator with the simulator and
 //! evaluates the global model centrally after every round.
 
-use crate::config::{DatasetKind, ModelKind, PartitionKind, RunConfig};
+use crate::config::{AttackKind, DatasetKind, ModelKind, PartitionKind, RunConfig};
 use anyhow::{bail, Context, Result};
-use dainet_core::Params;
+use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
+use dainet_core::{Params, Purpose, SplitMix64};
 use dainet_ml::data::csv::{load_csv, ColumnRef, CsvOptions};
 use dainet_ml::data::idx::{idx_dataset, load_idx_dataset, read_idx_bytes};
 use dainet_ml::data::partition::{natural_client_ids, partition, Partition, PartitionScheme};
+use dainet_ml::data::poison::{triggered_test_set, Trigger};
+use dainet_ml::data::synthetic::{generate, SyntheticConfig};
 use dainet_ml::{evaluate, Dataset, Evaluation, Model, ModelSpec, SgdConfig};
 use dainet_protocol::round::{Coordinator, RoundConfig, RoundOutcome};
+use dainet_sim::faults::{Attack, Faults, RoundFaults};
 use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -30,6 +34,12 @@ pub struct Plan {
     pub partition: Partition,
     /// Client names for natural partitions (client k is `client_names[k]`).
     pub client_names: Option<Vec<String>>,
+    /// How updates are aggregated.
+    pub strategy: StrategyConfig,
+    /// Byzantine clients, stragglers, dropouts.
+    pub faults: Faults,
+    /// The test set with the backdoor trigger (backdoor attack only).
+    pub triggered_test: Option<Dataset>,
 }
 
 /// The metrics of one round.
@@ -41,6 +51,8 @@ pub struct RoundRecord {
     /// Example-weighted mean of the contributors' local training losses.
     pub train_loss: f64,
     pub aggregated: bool,
+    /// Why the round was not aggregated, if it was not.
+    pub not_aggregated_because: Option<String>,
     pub contributors: usize,
     pub missing: usize,
     pub examples: u64,
@@ -50,10 +62,15 @@ pub struct RoundRecord {
     pub wall_s: f64,
     /// Virtual (simulated) time when the round closed, in milliseconds.
     pub virtual_ms: u64,
+    /// Byzantine clients, stragglers and dropouts among the round's sampled clients.
+    pub faults: RoundFaults,
+    /// Share of triggered test images classified as the backdoor target (backdoor only).
+    pub backdoor_success: Option<f64>,
 }
 
 /// Loads the configured dataset and splits off the test set (the last `test_fraction`).
 fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>>)> {
+    let (task_seed, test_fraction) = (config.seed, config.test_fraction);
     let (all, ids) = match config.dataset {
         DatasetKind::Mnist => {
             let images = read_idx_bytes(Path::new("<bundled MNIST images>"), MNIST_IMAGES)?;
@@ -67,6 +84,19 @@ fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>
         DatasetKind::Idx => {
             let (images, labels) = (config.images.as_deref(), config.labels.as_deref());
             (load_idx_dataset(images.expect("validated"), labels.expect("validated"))?, None)
+        }
+        DatasetKind::Synthetic => {
+            let config = SyntheticConfig {
+                alpha: config.synthetic_alpha,
+                beta: config.synthetic_beta,
+                ..SyntheticConfig::default()
+            };
+            let mut rng = SplitMix64::stream(task_seed, Purpose::SyntheticData, 0, 0);
+            let data = generate(&config, &mut rng)?;
+            // FedProx's split: the last share of every device's examples is its test data.
+            let (train, test) = data.split_per_device(test_fraction)?;
+            let ids = train.device_of_row.iter().map(|d| format!("device-{d:02}")).collect();
+            return Ok((train.dataset, test.dataset, Some(ids)));
         }
         DatasetKind::Csv => {
             let opts = CsvOptions {
@@ -126,7 +156,84 @@ pub fn plan(config: RunConfig) -> Result<Plan> {
         partition(&scheme, train.labels(), train.num_classes(), config.clients, config.seed, ids.as_deref())
             .context("cannot partition the training set")?;
     let client_names = ids.as_deref().map(natural_client_ids);
-    Ok(Plan { config, train, test, model, partition, client_names })
+    let per_round = config.clients_per_round(partition.num_clients()) as usize;
+    let strategy = strategy_config(&config, per_round)?;
+    let (faults, triggered_test) = faults(&config, &train, &test, partition.num_clients(), per_round)?;
+    Ok(Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test })
+}
+
+/// The strategy the config names, with the defaults that depend on the round size.
+fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
+    let expected_byzantine = (c.byzantine * per_round as f64).floor() as usize;
+    let f = c.robust_f.unwrap_or(expected_byzantine);
+    let params = RobustParams {
+        f,
+        m: c.multi_krum_m.unwrap_or(per_round.saturating_sub(f).max(1)),
+        beta: c.trim_beta,
+        tau: c.cc_tau,
+        iterations: c.cc_iterations,
+        server_lr: c.server_lr,
+        server_momentum: c.server_momentum,
+    };
+    let mut strategy = StrategyConfig::named(&c.strategy, &params)?;
+    strategy.clip_norm = c.clip_norm;
+    strategy.bucket_size = c.bucket_size;
+    strategy.max_update_norm = c.max_update_norm;
+    // Build it once to check every setting before any data moves.
+    let built = Strategy::new(strategy.clone(), c.seed)?;
+    if built.min_updates() > per_round {
+        bail!(
+            "strategy {} needs at least {} updates per round, but only {per_round} clients are sampled \
+             (raise --fraction or lower --robust-f)",
+            strategy.describe(),
+            built.min_updates()
+        );
+    }
+    Ok(strategy)
+}
+
+/// The faults the config asks for, and the triggered test set of a backdoor attack.
+fn faults(
+    c: &RunConfig,
+    train: &Dataset,
+    test: &Dataset,
+    num_clients: usize,
+    per_round: usize,
+) -> Result<(Faults, Option<Dataset>)> {
+    let mut triggered = None;
+    let attack = match c.attack {
+        None => None,
+        Some(AttackKind::SignFlip) => Some(Attack::SignFlip { scale: c.sign_flip_scale as f32 }),
+        Some(AttackKind::Gaussian) => Some(Attack::GaussianNoise { sigma: c.noise_sigma }),
+        Some(AttackKind::LabelFlip) => Some(Attack::LabelFlip),
+        Some(AttackKind::Alie) => Some(Attack::Alie { z: c.alie_z }),
+        Some(AttackKind::Ipm) => Some(Attack::Ipm { epsilon: c.ipm_epsilon }),
+        Some(AttackKind::Backdoor) => {
+            let Some(shape) = train.image_shape() else {
+                bail!("attack = backdoor needs image data (a pixel trigger); use --dataset mnist or idx");
+            };
+            if c.backdoor_target as usize >= train.num_classes() {
+                bail!("backdoor_target = {} is not a class (0..{})", c.backdoor_target, train.num_classes());
+            }
+            let trigger = Trigger { image_shape: shape, size: 4, value: 1.0 };
+            triggered = Some(triggered_test_set(test, &trigger, c.backdoor_target)?);
+            Some(Attack::Backdoor {
+                trigger,
+                target: c.backdoor_target,
+                poison_fraction: c.backdoor_fraction,
+                boost: c.backdoor_boost.unwrap_or(per_round as f64) as f32,
+            })
+        }
+    };
+    let byzantine = if attack.is_some() {
+        Faults::choose_byzantine(c.seed, num_clients as u32, c.byzantine)
+    } else {
+        Default::default()
+    };
+    if let Some(a) = &attack {
+        a.validate().map_err(anyhow::Error::msg)?;
+    }
+    Ok((Faults { byzantine, attack, straggler_fraction: c.stragglers, dropout_fraction: c.dropouts }, triggered))
 }
 
 impl Plan {
@@ -146,10 +253,14 @@ impl Plan {
         let k = self.partition.num_clients();
         format!(
             "dainet {}: {} ({} train / {} test examples, {} classes), model {} ({} parameters)\n\
-             {} clients, partition {}, {} sampled per round, {} rounds, E={} B={} lr={} seed={}, {} threads",
+             {} clients, partition {}, {} sampled per round, {} rounds, E={} B={} lr={} seed={}, {} threads\n\
+             strategy {}{}",
             env!("CARGO_PKG_VERSION"),
             match c.dataset {
                 DatasetKind::Mnist => "bundled MNIST".to_string(),
+                DatasetKind::Synthetic => {
+                    format!("Synthetic({}, {})", c.synthetic_alpha, c.synthetic_beta)
+                }
                 DatasetKind::Idx => format!("IDX {}", c.images.as_deref().unwrap_or(Path::new("")).display()),
                 DatasetKind::Csv => format!("CSV {}", c.csv.as_deref().unwrap_or(Path::new("")).display()),
             },
@@ -167,19 +278,63 @@ impl Plan {
             c.lr,
             c.seed,
             rayon::current_num_threads(),
+            self.strategy.describe(),
+            self.fault_summary(),
         )
+    }
+
+    fn fault_summary(&self) -> String {
+        let c = &self.config;
+        let mut parts = Vec::new();
+        if let Some(a) = &self.faults.attack {
+            parts.push(format!(
+                "{} Byzantine clients ({}) attacking with {}",
+                self.faults.byzantine.len(),
+                c.byzantine,
+                a.name()
+            ));
+        }
+        if c.stragglers > 0.0 {
+            parts.push(format!("stragglers {}", c.stragglers));
+        }
+        if c.dropouts > 0.0 {
+            parts.push(format!("dropouts {}", c.dropouts));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; faults: {}", parts.join(", "))
+        }
     }
 }
 
-/// Runs rounds `first_round ..= config.rounds` from `start` (θ_{first_round − 1}), calling
-/// `on_round` with each round's record and global model. An error from `on_round` stops the
-/// run and is returned. Returns the final global model.
+/// Where a run starts: θ_{first_round − 1} and, when resuming, the server optimiser's state.
+pub struct Start {
+    pub params: Params,
+    pub first_round: u32,
+    pub server_state: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Start {
+    /// A new run from `params`.
+    pub fn fresh(params: Params) -> Self {
+        Self { params, first_round: 1, server_state: None }
+    }
+}
+
+/// Runs rounds `start.first_round ..= config.rounds`, calling `on_round` with each round's
+/// record and outcome (global model, server state). An error from `on_round` stops the run
+/// and is returned. Returns the final global model.
 pub fn execute(
     plan: &Plan,
-    start: Params,
-    first_round: u32,
-    mut on_round: impl FnMut(&RoundRecord, &Arc<Params>) -> Result<()>,
+    start: Start,
+    mut on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
 ) -> Result<Arc<Params>> {
+    let Start { params: start, first_round, server_state } = start;
+    let mut strategy = Strategy::new(plan.strategy.clone(), plan.config.seed)?;
+    if let Some((m, v)) = server_state {
+        strategy.restore_server_state(m, v)?;
+    }
     let c = &plan.config;
     let num_clients = plan.partition.num_clients();
     let per_round = c.clients_per_round(num_clients);
@@ -189,9 +344,9 @@ pub fn execute(
         clients_per_round: per_round,
         rounds: c.rounds,
         round_timeout_ms: c.round_timeout_ms,
-        min_updates: 1,
+        min_updates: c.min_updates,
     };
-    let coordinator = Coordinator::new(round_config, start.clone(), first_round)?;
+    let coordinator = Coordinator::new(round_config, strategy, start.clone(), first_round)?;
     let sgd = SgdConfig {
         learning_rate: c.lr as f32,
         momentum: c.momentum as f32,
@@ -206,28 +361,34 @@ pub fn execute(
         partition: &plan.partition,
         sgd,
         task_seed: c.seed,
+        faults: plan.faults.clone(),
     };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
     let mut last = Arc::new(start);
     let mut error = None;
     let mut round_start = Instant::now();
-    let end = sim.run(|outcome: &RoundOutcome| {
+    let end = sim.run(|outcome: &RoundOutcome, faults: &RoundFaults| {
         let eval = plan.evaluate(outcome.params.values());
+        let backdoor_success =
+            plan.triggered_test.as_ref().map(|t| evaluate(plan.model.as_ref(), outcome.params.values(), t).accuracy);
         let record = RoundRecord {
             round: outcome.round,
             accuracy: eval.accuracy,
             loss: eval.loss,
             train_loss: outcome.train_loss,
             aggregated: outcome.aggregated,
+            not_aggregated_because: outcome.not_aggregated_because.clone(),
             contributors: outcome.contributors.len(),
             missing: outcome.missing.len(),
             examples: outcome.examples,
             rejected: outcome.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
             wall_s: round_start.elapsed().as_secs_f64(),
             virtual_ms: outcome.closed_at.0,
+            faults: faults.clone(),
+            backdoor_success,
         };
         last = outcome.params.clone();
-        let result = on_round(&record, &outcome.params);
+        let result = on_round(&record, outcome);
         round_start = Instant::now();
         match result {
             Ok(()) => std::ops::ControlFlow::Continue(()),

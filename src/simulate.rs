@@ -8,9 +8,9 @@
 
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plot::{line_chart, Series};
-use crate::run::{execute, plan, Plan, RoundRecord};
+use crate::run::{execute, plan, Plan, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
-use dainet_ml::model_file::{load_model, save_model};
+use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -49,14 +49,15 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let plan = plan(config)?;
     let c = &plan.config;
 
-    let (start, first_round, mut history) = match &args.resume {
+    let (start, mut history) = match &args.resume {
         Some(path) => resume_point(&plan, path)?,
         None => {
             let params = plan.model.init(c.seed);
             let initial = plan.evaluate(params.values());
-            (params, 1, History { initial, rounds: Vec::new() })
+            (Start::fresh(params), History { initial, rounds: Vec::new() })
         }
     };
+    let first_round = start.first_round;
     eprintln!("{}", plan.summary());
     if first_round == 1 {
         eprintln!("round   0/{}  acc {:.4}  loss {:.4}", c.rounds, history.initial.accuracy, history.initial.loss);
@@ -69,13 +70,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rounds, eta {eta}").expect("valid template"));
     let spec = plan.model.spec().clone();
     let fingerprint = c.fingerprint();
-    let final_params = execute(&plan, start, first_round, |record, params| {
-        bar.suspend(|| {
-            eprintln!(
-                "round {:>3}/{}  acc {:.4}  loss {:.4}  train_loss {:.4}  {:.3} s",
-                record.round, c.rounds, record.accuracy, record.loss, record.train_loss, record.wall_s
-            )
-        });
+    let final_params = execute(&plan, start, |record, outcome| {
+        bar.suspend(|| eprintln!("{}", round_line(record, c.rounds)));
         bar.inc(1);
         history.rounds.push(record.clone());
         if c.checkpoint_every > 0 && record.round % c.checkpoint_every == 0 {
@@ -86,7 +82,11 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
                 (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
                 (HISTORY_KEY.to_string(), serde_json::to_string(&history)?),
             ]);
-            save_model(&dir.join(format!("round-{:04}.safetensors", record.round)), &spec, params, &meta)?;
+            let path = dir.join(format!("round-{:04}.safetensors", record.round));
+            save_model(&path, &spec, &outcome.params, &meta)?;
+            if let Some(state) = &outcome.server_state {
+                save_tensors(&server_state_path(&path), &[("m", &state.0), ("v", &state.1)], &BTreeMap::new())?;
+            }
         }
         Ok(())
     })?;
@@ -108,8 +108,36 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
+/// One progress line: round, accuracy, loss, seconds, and what went wrong if anything did.
+fn round_line(r: &RoundRecord, rounds: u32) -> String {
+    let mut line = format!(
+        "round {:>3}/{rounds}  acc {:.4}  loss {:.4}  train_loss {:.4}  {:.3} s",
+        r.round, r.accuracy, r.loss, r.train_loss, r.wall_s
+    );
+    if let Some(b) = r.backdoor_success {
+        line += &format!("  backdoor {b:.4}");
+    }
+    let f = &r.faults;
+    if f.byzantine + f.stragglers + f.dropouts > 0 {
+        line += &format!("  [byzantine {} stragglers {} dropouts {}]", f.byzantine, f.stragglers, f.dropouts);
+    }
+    let refused: u32 = r.rejected.values().sum();
+    if refused > 0 {
+        line += &format!("  refused {refused}");
+    }
+    if let Some(why) = &r.not_aggregated_because {
+        line += &format!("  NOT AGGREGATED: {why}");
+    }
+    line
+}
+
+/// The server-optimiser state file beside a checkpoint.
+fn server_state_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("server.safetensors")
+}
+
 /// Loads a checkpoint and checks it belongs to this run.
-fn resume_point(plan: &Plan, path: &Path) -> Result<(dainet_core::Params, u32, History)> {
+fn resume_point(plan: &Plan, path: &Path) -> Result<(Start, History)> {
     let file = load_model(path)?;
     let get = |key: &str| {
         file.metadata.get(key).with_context(|| format!("{}: not a checkpoint (no {key:?} metadata)", path.display()))
@@ -130,7 +158,17 @@ fn resume_point(plan: &Plan, path: &Path) -> Result<(dainet_core::Params, u32, H
     }
     let history: History = serde_json::from_str(get(HISTORY_KEY)?)
         .with_context(|| format!("{}: corrupt {HISTORY_KEY:?} metadata", path.display()))?;
-    Ok((file.params, round + 1, history))
+    let state_path = server_state_path(path);
+    let server_state = if state_path.exists() {
+        let (mut tensors, _) = load_tensors(&state_path)?;
+        let (Some(m), Some(v)) = (tensors.remove("m"), tensors.remove("v")) else {
+            bail!("{}: no server state tensors m and v", state_path.display());
+        };
+        Some((m, v))
+    } else {
+        None
+    };
+    Ok((Start { params: file.params, first_round: round + 1, server_state }, history))
 }
 
 fn write_plots(out: &Path, h: &History) -> Result<()> {

@@ -1,19 +1,30 @@
 //! Combine model updates into one.
 //!
-//! [`FedAvg`] is the example-weighted mean of client models (McMahan et al. 2017,
-//! <https://arxiv.org/abs/1602.05629>), folded in as updates arrive: one accumulator is
-//! resident, never the updates themselves.
+//! - [`strategy`]: a [`Strategy`](strategy::Strategy) composes an aggregation rule, a server
+//!   optimiser and two wrappers (update-norm clipping, bucketing); every strategy Flower users
+//!   know is one [`StrategyConfig::named`](strategy::StrategyConfig::named) call away, with
+//!   Flower's defaults.
+//! - [`mean`]: [`FedAvg`], the example-weighted mean, folded in as updates arrive (one f64
+//!   accumulator resident, never the updates).
+//! - [`robust`]: coordinate-wise median and trimmed mean (selection, parallel over
+//!   coordinates), Krum, Multi-Krum, Bulyan, centered clipping.
+//! - [`server_opt`]: FedAvgM, FedAdam, FedYogi, FedAdagrad (Reddi et al. 2021).
+//! - [`attack`]: model-update attacks, for evaluation only.
 //!
-//! The one hard decision: the accumulator is `f64`. fedtask-v1 lets the FedAvg sum run in any
-//! order; an `f32` sum would make the result depend on that order in its last bits, while
-//! `f64` keeps those order effects 2^29 times smaller and the fixed delivery order of the
-//! drivers makes the bits reproducible.
+//! The one hard decision: the mean is accumulated in `f64`. fedtask-v1 lets the FedAvg sum
+//! run in any order; an `f32` sum would make the result depend on that order in its last bits,
+//! while `f64` keeps those order effects 2^29 times smaller, and the fixed delivery order of
+//! the drivers makes the bits reproducible.
 //!
-//! Stability: ALPHA (the robust strategies of the next milestone will add a `Strategy` trait).
+//! Stability: ALPHA.
 #![deny(missing_docs)]
 
+pub mod attack;
 pub mod error;
 pub mod mean;
+pub mod robust;
+pub mod server_opt;
+pub mod strategy;
 
 pub use error::{check_update, AggregationError};
 pub use mean::FedAvg;

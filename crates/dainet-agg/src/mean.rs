@@ -31,8 +31,19 @@ impl FedAvg {
         if !(weight.is_finite() && weight > 0.0) {
             return Err(AggregationError::BadWeight(weight));
         }
-        for (s, &v) in self.sum.iter_mut().zip(update) {
-            *s += weight * f64::from(v);
+        // Large models fold in parallel over blocks of coordinates; each coordinate's sum is
+        // the same whatever the split, so the result does not depend on the thread count.
+        const BLOCK: usize = 1 << 16;
+        let fold = |(sum, upd): (&mut [f64], &[f32])| {
+            for (s, &v) in sum.iter_mut().zip(upd) {
+                *s += weight * f64::from(v);
+            }
+        };
+        if self.sum.len() >= 4 * BLOCK {
+            use rayon::prelude::*;
+            self.sum.par_chunks_mut(BLOCK).zip(update.par_chunks(BLOCK)).for_each(fold);
+        } else {
+            fold((&mut self.sum, update));
         }
         self.total_weight += weight;
         self.count += 1;

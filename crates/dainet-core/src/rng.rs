@@ -35,6 +35,18 @@ pub enum Purpose {
     BatchOrder = 5,
     /// The Dirichlet label proportions of the Dirichlet partition.
     DirichletPartition = 6,
+    /// The bucket assignment of round `i` (bucketing wrapper).
+    Bucketing = 7,
+    /// Which clients are Byzantine in an attack simulation.
+    ByzantineSelection = 8,
+    /// The randomness of client `j`'s attack in round `i` (noise, poisoned rows).
+    Attack = 9,
+    /// Whether client `j` straggles in round `i`, and how many epochs it then runs.
+    Straggler = 10,
+    /// Whether client `j` drops out of round `i`.
+    Dropout = 11,
+    /// The examples of the Synthetic(α, β) dataset.
+    SyntheticData = 12,
 }
 
 /// The seed of the stream for `purpose`, `i`, `j` under task seed `task_seed`.

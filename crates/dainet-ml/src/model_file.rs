@@ -81,28 +81,87 @@ pub fn save_model(
     params: &Params,
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), ModelFileError> {
-    let spec_text = spec.to_string();
-    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
     let layout = params.layout();
-    let mut header = serde_json::Map::new();
-    for (i, t) in layout.tensors().iter().enumerate() {
-        let r = layout.range(i);
-        let entry = serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [r.start * 4, r.end * 4] });
-        header.insert(t.name.clone(), entry);
+    let tensors: Vec<(&str, &[usize], &[f32])> = layout
+        .tensors()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), t.shape.as_slice(), &params.values()[layout.range(i)]))
+        .collect();
+    let mut meta = metadata.clone();
+    meta.insert(MODEL_KEY.into(), spec.to_string());
+    write_safetensors(path, &tensors, &meta)
+}
+
+/// Writes named one-dimensional `f32` tensors (e.g. optimiser state) to `path`, atomically,
+/// in the same deterministic format as model files.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(&str, &[f32])],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), ModelFileError> {
+    let lens: Vec<[usize; 1]> = tensors.iter().map(|(_, v)| [v.len()]).collect();
+    let list: Vec<(&str, &[usize], &[f32])> =
+        tensors.iter().zip(&lens).map(|((name, v), len)| (*name, len.as_slice(), *v)).collect();
+    write_safetensors(path, &list, metadata)
+}
+
+/// Named flat tensors and string metadata, as [`load_tensors`] returns them.
+pub type TensorsAndMetadata = (BTreeMap<String, Vec<f32>>, BTreeMap<String, String>);
+
+/// Reads every `F32` tensor of a safetensors file (flattened) and its metadata.
+pub fn load_tensors(path: &Path) -> Result<TensorsAndMetadata, ModelFileError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), source })?;
+    let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format)?;
+    let file = SafeTensors::deserialize(&bytes).map_err(format)?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            let reason = format!("dtype {:?}, expected F32", view.dtype());
+            return Err(ModelFileError::Tensor { path: path.into(), name, reason });
+        }
+        tensors.insert(name, f32s(view.data()));
     }
-    let mut info: BTreeMap<&str, &str> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    info.insert(MODEL_KEY, &spec_text);
-    info.insert(FORMAT_KEY, FORMAT);
+    Ok((tensors, meta.metadata().clone().unwrap_or_default().into_iter().collect()))
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// The safetensors writer shared by models and other tensors: sorted header, 8-byte aligned
+/// data, written to a temporary file, synced, and renamed into place.
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), ModelFileError> {
+    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for (name, shape, values) in tensors {
+        let end = offset + values.len() * 4;
+        header.insert(
+            name.to_string(),
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut info = metadata.clone();
+    info.insert(FORMAT_KEY.into(), FORMAT.into());
     header.insert("__metadata__".into(), serde_json::json!(info));
     // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
     let mut head = serde_json::to_vec(&header).expect("a map of strings serialises");
     // The data starts 8-byte aligned, padded with spaces as the format allows.
     head.resize(head.len().div_ceil(8) * 8, b' ');
-    let mut data = Vec::with_capacity(8 + head.len() + params.len() * 4);
+    let mut data = Vec::with_capacity(8 + head.len() + offset);
     data.extend_from_slice(&(head.len() as u64).to_le_bytes());
     data.extend_from_slice(&head);
-    data.extend(params.values().iter().flat_map(|v| v.to_le_bytes()));
-    let tmp = path.with_extension("safetensors.tmp");
+    for (_, _, values) in tensors {
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     std::io::Write::write_all(&mut file, &data).map_err(io)?;
     // On disk before the rename makes it visible, so a crash never leaves a torn file.
@@ -143,7 +202,7 @@ pub fn load_model(path: &Path) -> Result<ModelFile, ModelFileError> {
         if view.shape() != t.shape.as_slice() {
             return Err(terr(format!("shape {:?}, expected {:?}", view.shape(), t.shape)));
         }
-        values.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        values.extend(f32s(view.data()));
     }
     let params = Params::new(layout, values).map_err(|e| meta_err(e.to_string()))?;
     Ok(ModelFile { spec, params, metadata })
@@ -165,6 +224,17 @@ mod tests {
         assert_eq!(file.spec, spec);
         assert_eq!(file.params, params);
         assert_eq!(file.metadata, meta);
+    }
+
+    #[test]
+    fn plain_tensors_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.safetensors");
+        let (m, v) = (vec![1.0f32, -2.0], vec![0.5f32, 0.25]);
+        save_tensors(&path, &[("m", &m), ("v", &v)], &BTreeMap::new()).unwrap();
+        let (tensors, _) = load_tensors(&path).unwrap();
+        assert_eq!(tensors["m"], m);
+        assert_eq!(tensors["v"], v);
     }
 
     #[test]

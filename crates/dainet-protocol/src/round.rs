@@ -6,10 +6,13 @@
 //!    ascending client order, carrying the global model θ_{r−1}.
 //! 2. Accept at most one [`Update`] from each client of `S_r` for round r. An update of the
 //!    wrong length, with NaN or Inf, with no examples, from a client not sampled, for another
-//!    round, or a duplicate is refused with a [`Rejection`] (counted; the round goes on).
+//!    round, a duplicate, or a change longer than the strategy's norm bound is refused with
+//!    a [`Rejection`] (counted; the round goes on).
 //! 3. Close the round when every sampled client has answered, or at the deadline
-//!    (`now + round_timeout`) if one is set. If at least `min_updates` arrived, θ_r is their
-//!    FedAvg; otherwise θ_r = θ_{r−1} and the outcome says the round was not aggregated.
+//!    (`now + round_timeout`) if one is set. If at least `min_updates` arrived, θ_r is what
+//!    the [`Strategy`] makes of them (FedAvg, a robust rule, a server optimiser); otherwise,
+//!    or if the strategy cannot combine them (Bulyan with too few), θ_r = θ_{r−1} and the
+//!    outcome says why the round was not aggregated.
 //! 4. Emit [`Action::RoundClosed`], then start round r + 1 at the same logical time, or emit
 //!    [`Action::Finished`] after the last round.
 //!
@@ -25,7 +28,8 @@
 
 use crate::sampling::sample_clients;
 use crate::{ClientId, Time};
-use dainet_agg::{AggregationError, FedAvg};
+use dainet_agg::strategy::{RoundAggregation, Strategy};
+use dainet_agg::AggregationError;
 use dainet_core::Params;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -129,6 +133,7 @@ impl Rejection {
             Rejection::NoExamples(_) => "no_examples",
             Rejection::Invalid { reason: AggregationError::WrongLength { .. }, .. } => "wrong_length",
             Rejection::Invalid { reason: AggregationError::NonFinite { .. }, .. } => "non_finite",
+            Rejection::Invalid { reason: AggregationError::NormTooLarge { .. }, .. } => "norm_too_large",
             Rejection::Invalid { .. } => "invalid",
         }
     }
@@ -152,8 +157,10 @@ pub struct RoundOutcome {
     pub round: u32,
     /// The global model after the round.
     pub params: Arc<Params>,
-    /// Whether θ_r is a new aggregate (false: too few updates, θ_r = θ_{r−1}).
+    /// Whether θ_r is a new aggregate (false: θ_r = θ_{r−1}, see `not_aggregated_because`).
     pub aggregated: bool,
+    /// Why the round was not aggregated, if it was not.
+    pub not_aggregated_because: Option<String>,
     /// Clients whose updates were folded in, ascending.
     pub contributors: Vec<ClientId>,
     /// Sampled clients that sent no accepted update, ascending.
@@ -166,6 +173,9 @@ pub struct RoundOutcome {
     pub rejected: Vec<(&'static str, u32)>,
     /// When the round closed.
     pub closed_at: Time,
+    /// The strategy's server-optimiser state `(m, v)` after the round, for checkpoints;
+    /// `None` for strategies without state (FedAvg and the robust rules).
+    pub server_state: Option<Arc<(Vec<f32>, Vec<f32>)>>,
 }
 
 /// What the driver must do next.
@@ -185,7 +195,8 @@ struct OpenRound {
     round: u32,
     sampled: BTreeSet<ClientId>,
     answered: BTreeSet<ClientId>,
-    mean: FedAvg,
+    aggregation: RoundAggregation,
+    examples: f64,
     loss_sum: f64,
     deadline: Option<Time>,
     rejected: Vec<(&'static str, u32)>,
@@ -194,6 +205,7 @@ struct OpenRound {
 /// The coordinator of federated rounds (FedAvg server loop of McMahan et al. 2017, Alg. 1).
 pub struct Coordinator {
     config: RoundConfig,
+    strategy: Strategy,
     global: Arc<Params>,
     next_round: u32,
     open: Option<OpenRound>,
@@ -203,9 +215,15 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// A coordinator that will run rounds `first_round ..= config.rounds` from `initial`
-    /// (θ_{first_round − 1}). Use `first_round = 1` for a new run; a resumed run starts after
-    /// its checkpoint's round and reproduces the uninterrupted run.
-    pub fn new(config: RoundConfig, initial: Params, first_round: u32) -> Result<Self, ConfigError> {
+    /// (θ_{first_round − 1}), aggregating with `strategy`. Use `first_round = 1` for a new
+    /// run; a resumed run starts after its checkpoint's round (with the strategy's restored
+    /// server state) and reproduces the uninterrupted run.
+    pub fn new(
+        config: RoundConfig,
+        strategy: Strategy,
+        initial: Params,
+        first_round: u32,
+    ) -> Result<Self, ConfigError> {
         let (per_round, num_clients) = (config.clients_per_round, config.num_clients);
         if per_round == 0 || per_round > num_clients {
             return Err(ConfigError::ClientsPerRound { per_round, num_clients });
@@ -219,6 +237,7 @@ impl Coordinator {
         }
         Ok(Self {
             config,
+            strategy,
             global: Arc::new(initial),
             next_round: first_round,
             open: None,
@@ -230,6 +249,11 @@ impl Coordinator {
     /// The global model as of the last closed round.
     pub fn global(&self) -> &Arc<Params> {
         &self.global
+    }
+
+    /// The strategy (with its server-optimiser state, to checkpoint).
+    pub fn strategy(&self) -> &Strategy {
+        &self.strategy
     }
 
     /// The open round, if any.
@@ -276,8 +300,9 @@ impl Coordinator {
             return Err(Rejection::NoExamples(client));
         }
         let weight = update.num_examples as f64;
-        open.mean.add(&update.params, weight).map_err(|reason| Rejection::Invalid { client, reason })?;
+        open.aggregation.add(&update.params, weight).map_err(|reason| Rejection::Invalid { client, reason })?;
         open.answered.insert(client);
+        open.examples += weight;
         if update.train_loss.is_finite() {
             open.loss_sum += weight * update.train_loss;
         }
@@ -315,7 +340,8 @@ impl Coordinator {
             round,
             sampled,
             answered: BTreeSet::new(),
-            mean: FedAvg::new(self.global.len()),
+            aggregation: self.strategy.begin_round(self.global.values()),
+            examples: 0.0,
             loss_sum: 0.0,
             deadline: c.round_timeout_ms.map(|ms| now.plus_ms(ms)),
             rejected: Vec::new(),
@@ -324,24 +350,36 @@ impl Coordinator {
 
     fn close_round(&mut self, now: Time) {
         let Some(open) = self.open.take() else { return };
-        let examples = open.mean.total_weight() as u64;
-        let aggregated = open.answered.len() >= self.config.min_updates as usize;
-        if aggregated {
-            let values = open.mean.finish().expect("min_updates >= 1 updates were folded in");
-            let layout = self.global.layout().clone();
-            self.global = Arc::new(Params::new(layout, values).expect("FedAvg keeps the length"));
-        }
+        let examples = open.examples as u64;
+        let answered = open.answered.len();
+        let not_aggregated_because = if answered < self.config.min_updates as usize {
+            Some(format!("{answered} updates arrived, min_updates is {}", self.config.min_updates))
+        } else {
+            match self.strategy.finish_round(open.round, open.aggregation) {
+                Ok(values) => {
+                    let layout = self.global.layout().clone();
+                    self.global = Arc::new(Params::new(layout, values).expect("strategies keep the length"));
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        let aggregated = not_aggregated_because.is_none();
+        let (m, v) = self.strategy.server_state();
+        let server_state = (!m.is_empty()).then(|| Arc::new((m.to_vec(), v.to_vec())));
         let train_loss = if examples > 0 { open.loss_sum / examples as f64 } else { f64::NAN };
         self.actions.push_back(Action::RoundClosed(RoundOutcome {
             round: open.round,
             params: self.global.clone(),
             aggregated,
+            not_aggregated_because,
             contributors: open.answered.iter().copied().collect(),
             missing: open.sampled.difference(&open.answered).copied().collect(),
             examples,
             train_loss,
             rejected: open.rejected,
             closed_at: now,
+            server_state,
         }));
         if open.round >= self.config.rounds {
             self.finished = true;
@@ -356,7 +394,12 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dainet_agg::strategy::{RobustParams, StrategyConfig};
     use dainet_core::{Layout, TensorSpec};
+
+    fn fedavg() -> Strategy {
+        Strategy::new(StrategyConfig::named("fedavg", &RobustParams::default()).unwrap(), 1).unwrap()
+    }
 
     fn params(v: &[f32]) -> Params {
         let layout = Layout::new(vec![TensorSpec { name: "w".into(), shape: vec![v.len()] }]).unwrap();
@@ -374,6 +417,12 @@ mod tests {
         }
     }
 
+    impl Coordinator {
+        fn new_for_test(config: RoundConfig, initial: Params, first: u32) -> Result<Self, ConfigError> {
+            Coordinator::new(config, fedavg(), initial, first)
+        }
+    }
+
     fn drain(c: &mut Coordinator) -> Vec<Action> {
         std::iter::from_fn(|| c.poll_action()).collect()
     }
@@ -388,7 +437,7 @@ mod tests {
 
     #[test]
     fn a_round_closes_on_the_last_update_with_the_weighted_mean() {
-        let mut c = Coordinator::new(config(1, None, 1), params(&[0.0, 0.0]), 1).unwrap();
+        let mut c = Coordinator::new_for_test(config(1, None, 1), params(&[0.0, 0.0]), 1).unwrap();
         c.handle_start(Time(0));
         let clients = train_targets(&drain(&mut c));
         assert_eq!(clients, sample_clients(1, 1, 10, 3));
@@ -407,7 +456,7 @@ mod tests {
 
     #[test]
     fn bad_updates_are_refused_counted_and_the_round_goes_on() {
-        let mut c = Coordinator::new(config(2, None, 1), params(&[0.0, 0.0]), 1).unwrap();
+        let mut c = Coordinator::new_for_test(config(2, None, 1), params(&[0.0, 0.0]), 1).unwrap();
         c.handle_start(Time(0));
         let clients = train_targets(&drain(&mut c));
         let outsider = (0..10).map(ClientId).find(|k| !clients.contains(k)).unwrap();
@@ -434,7 +483,7 @@ mod tests {
 
     #[test]
     fn the_deadline_closes_a_round_and_too_few_updates_keep_the_model() {
-        let mut c = Coordinator::new(config(2, Some(100), 2), params(&[7.0]), 1).unwrap();
+        let mut c = Coordinator::new_for_test(config(2, Some(100), 2), params(&[7.0]), 1).unwrap();
         c.handle_start(Time(0));
         let clients = train_targets(&drain(&mut c));
         assert_eq!(c.poll_timeout(), Some(Time(100)));
@@ -463,7 +512,7 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_refused() {
-        let bad = |cfg: RoundConfig, first| Coordinator::new(cfg, params(&[0.0]), first).err();
+        let bad = |cfg: RoundConfig, first| Coordinator::new(cfg, fedavg(), params(&[0.0]), first).err();
         let mut cfg = config(3, None, 1);
         cfg.clients_per_round = 11;
         assert_eq!(bad(cfg, 1), Some(ConfigError::ClientsPerRound { per_round: 11, num_clients: 10 }));
@@ -473,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_resumed_coordinator_samples_what_the_original_would_have() {
-        let mut full = Coordinator::new(config(3, None, 1), params(&[0.0]), 1).unwrap();
+        let mut full = Coordinator::new_for_test(config(3, None, 1), params(&[0.0]), 1).unwrap();
         full.handle_start(Time(0));
         for round in 1..=2 {
             for k in train_targets(&drain(&mut full)) {
@@ -481,7 +530,7 @@ mod tests {
             }
         }
         let want = train_targets(&drain(&mut full));
-        let mut resumed = Coordinator::new(config(3, None, 1), params(&[1.0]), 3).unwrap();
+        let mut resumed = Coordinator::new_for_test(config(3, None, 1), params(&[1.0]), 3).unwrap();
         resumed.handle_start(Time(0));
         assert_eq!(train_targets(&drain(&mut resumed)), want);
     }

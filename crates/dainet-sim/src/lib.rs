@@ -18,8 +18,9 @@
 //! ```
 //! use dainet_ml::data::partition::{partition, PartitionScheme};
 //! use dainet_ml::{Dataset, ModelSpec, SgdConfig};
+//! use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 //! use dainet_protocol::round::{Coordinator, RoundConfig};
-//! use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
+//! use dainet_sim::{faults::Faults, Federation, NetworkModel, SimEnd, Simulator};
 //!
 //! // 200 examples of 2 features: class 0 near (-1, -1), class 1 near (1, 1).
 //! let x: Vec<f32> = (0..200).flat_map(|i| { let c = if i % 2 == 0 { -1.0 } else { 1.0 }; [c, c] }).collect();
@@ -32,13 +33,15 @@
 //!     task_seed: 1, num_clients: 10, clients_per_round: 3, rounds: 3,
 //!     round_timeout_ms: None, min_updates: 1,
 //! };
-//! let coordinator = Coordinator::new(rounds, model.init(1), 1).unwrap();
+//! let fedavg = Strategy::new(StrategyConfig::named("fedavg", &RobustParams::default()).unwrap(), 1).unwrap();
+//! let coordinator = Coordinator::new(rounds, fedavg, model.init(1), 1).unwrap();
 //! let federation = Federation {
 //!     model: model.as_ref(), train: &data, partition: &part, sgd: SgdConfig::default(), task_seed: 1,
+//!     faults: Faults::default(),
 //! };
 //! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default());
 //! let mut closed = Vec::new();
-//! let end = sim.run(|outcome| {
+//! let end = sim.run(|outcome, _faults| {
 //!     closed.push((outcome.round, outcome.contributors.len()));
 //!     std::ops::ControlFlow::Continue(())
 //! });
@@ -50,11 +53,16 @@
 //! Stability: ALPHA.
 #![deny(missing_docs)]
 
+pub mod faults;
+
+use dainet_agg::attack;
 use dainet_core::{Purpose, SplitMix64};
+use dainet_ml::data::poison::{backdoor_dataset, flip_labels};
 use dainet_ml::data::Partition;
 use dainet_ml::{train_local, Dataset, Model, Scratch, SgdConfig};
 use dainet_protocol::round::{Action, Coordinator, RoundOutcome, TrainRequest, Update};
 use dainet_protocol::{ClientId, Time};
+use faults::{Attack, Faults, RoundFaults};
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -72,6 +80,8 @@ pub struct Federation<'a> {
     pub sgd: SgdConfig,
     /// The task seed: client k's batch order in round r is the stream `seed(5, r, k)`.
     pub task_seed: u64,
+    /// Byzantine clients, stragglers, dropouts (none by default).
+    pub faults: Faults,
 }
 
 /// The simulated network between the coordinator and its clients.
@@ -86,6 +96,40 @@ impl Default for NetworkModel {
     fn default() -> Self {
         Self { latency_ms: 50 }
     }
+}
+
+/// Client `req.client`'s local training, on poisoned data if it runs a data attack.
+fn train_client(fed: &Federation<'_>, req: &TrainRequest, scratch: &mut Scratch) -> Update {
+    let k = req.client.0 as usize;
+    let (round, client) = (u64::from(req.round), k as u64);
+    let mut rng = SplitMix64::stream(fed.task_seed, Purpose::BatchOrder, round, client);
+    let mut sgd = fed.sgd.clone();
+    sgd.epochs = fed.faults.epochs(fed.task_seed, req.round, req.client.0, sgd.epochs);
+    let indices = fed.partition.client(k);
+    let poisoned: Option<Dataset> = match &fed.faults.attack {
+        Some(Attack::LabelFlip) if fed.faults.attacks(req.client.0) => {
+            let mut data = fed.train.select(indices);
+            let mut labels = data.labels().to_vec();
+            flip_labels(&mut labels, data.num_classes()).expect("dataset labels lie below its class count");
+            data = Dataset::new(data.features().to_vec(), labels, data.dim(), data.num_classes())
+                .expect("flipped labels stay below the class count");
+            Some(data)
+        }
+        Some(Attack::Backdoor { trigger, target, poison_fraction, .. }) if fed.faults.attacks(req.client.0) => {
+            let mut attack_rng = SplitMix64::stream(fed.task_seed, Purpose::Attack, round, client);
+            // Validated when the attack was configured (image data, target below the classes).
+            backdoor_dataset(fed.train, indices, trigger, *target, *poison_fraction, &mut attack_rng).ok()
+        }
+        _ => None,
+    };
+    let local = match &poisoned {
+        Some(data) => {
+            let all: Vec<usize> = (0..data.len()).collect();
+            train_local(fed.model, req.params.values(), data, &all, &sgd, &mut rng, scratch)
+        }
+        None => train_local(fed.model, req.params.values(), fed.train, indices, &sgd, &mut rng, scratch),
+    };
+    Update { params: local.params, num_examples: local.num_examples as u64, train_loss: local.mean_loss }
 }
 
 /// How the simulation ended.
@@ -133,12 +177,22 @@ pub struct Simulator<'a> {
     now: Time,
     in_flight: BinaryHeap<Reverse<Arrival>>,
     next_seq: u64,
+    /// Faults of the rounds not yet closed, by round.
+    faults: std::collections::BTreeMap<u32, RoundFaults>,
 }
 
 impl<'a> Simulator<'a> {
     /// A simulation of `coordinator` with the clients of `federation` over `network`.
     pub fn new(federation: Federation<'a>, coordinator: Coordinator, network: NetworkModel) -> Self {
-        Self { federation, coordinator, network, now: Time(0), in_flight: BinaryHeap::new(), next_seq: 0 }
+        Self {
+            federation,
+            coordinator,
+            network,
+            now: Time(0),
+            in_flight: BinaryHeap::new(),
+            next_seq: 0,
+            faults: Default::default(),
+        }
     }
 
     /// The virtual time.
@@ -146,9 +200,14 @@ impl<'a> Simulator<'a> {
         self.now
     }
 
-    /// Runs until the coordinator finishes or `on_round` breaks, calling `on_round` as each
-    /// round closes (before the next round's clients train).
-    pub fn run(&mut self, mut on_round: impl FnMut(&RoundOutcome) -> ControlFlow<()>) -> SimEnd {
+    /// The coordinator (for its strategy's state, to checkpoint).
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// Runs until the coordinator finishes or `on_round` breaks, calling `on_round` with each
+    /// round's outcome and faults as it closes (before the next round's clients train).
+    pub fn run(&mut self, mut on_round: impl FnMut(&RoundOutcome, &RoundFaults) -> ControlFlow<()>) -> SimEnd {
         self.coordinator.handle_start(self.now);
         loop {
             let mut requests = Vec::new();
@@ -156,7 +215,8 @@ impl<'a> Simulator<'a> {
                 match action {
                     Action::Train(request) => requests.push(request),
                     Action::RoundClosed(outcome) => {
-                        if on_round(&outcome).is_break() {
+                        let faults = self.faults.remove(&outcome.round).unwrap_or_default();
+                        if on_round(&outcome, &faults).is_break() {
                             return SimEnd::Stopped;
                         }
                     }
@@ -170,32 +230,87 @@ impl<'a> Simulator<'a> {
         }
     }
 
-    /// Trains the requested clients in parallel and puts their updates in flight.
+    /// Trains the requested clients in parallel, applies the faults, and puts the updates in
+    /// flight.
     fn train(&mut self, requests: Vec<TrainRequest>) {
         let fed = &self.federation;
-        let updates: Vec<Update> = requests
-            .par_iter()
-            .map_init(Scratch::default, |scratch, req| {
-                let k = req.client.0 as usize;
-                let mut rng = SplitMix64::stream(fed.task_seed, Purpose::BatchOrder, u64::from(req.round), k as u64);
-                let local = train_local(
-                    fed.model,
-                    req.params.values(),
-                    fed.train,
-                    fed.partition.client(k),
-                    &fed.sgd,
-                    &mut rng,
-                    scratch,
-                );
-                Update { params: local.params, num_examples: local.num_examples as u64, train_loss: local.mean_loss }
-            })
-            .collect();
+        let seed = fed.task_seed;
+        let (round, sampled) = (requests.first().map(|r| r.round), requests.len());
+        // Dropouts never answer; the round closes at its deadline without them.
+        let requests: Vec<TrainRequest> =
+            requests.into_iter().filter(|r| !fed.faults.drops_out(seed, r.round, r.client.0)).collect();
+        let mut updates: Vec<Update> =
+            requests.par_iter().map_init(Scratch::default, |scratch, req| train_client(fed, req, scratch)).collect();
+        let stats = self.apply_update_attacks(&requests, &mut updates);
+        if let Some(round) = round {
+            let entry = self.faults.entry(round).or_default();
+            entry.byzantine += stats.byzantine;
+            entry.stragglers += stats.stragglers;
+            entry.dropouts += sampled - requests.len();
+        }
         let at = self.now.plus_ms(2 * self.network.latency_ms);
         for (req, update) in requests.into_iter().zip(updates) {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.in_flight.push(Reverse(Arrival { at, seq, client: req.client, round: req.round, update }));
         }
+    }
+
+    /// Replaces the Byzantine clients' updates as their attack says (update attacks only;
+    /// data attacks happened in training). Returns the round's Byzantine and straggler counts.
+    fn apply_update_attacks(&self, requests: &[TrainRequest], updates: &mut [Update]) -> RoundFaults {
+        let fed = &self.federation;
+        let seed = fed.task_seed;
+        let mut stats = RoundFaults::default();
+        if requests.is_empty() {
+            return stats;
+        }
+        stats.stragglers = requests
+            .iter()
+            .filter(|r| fed.faults.epochs(seed, r.round, r.client.0, fed.sgd.epochs) < fed.sgd.epochs)
+            .count();
+        let byz: Vec<usize> = (0..requests.len()).filter(|&i| fed.faults.attacks(requests[i].client.0)).collect();
+        stats.byzantine = byz.len();
+        let Some(attack) = &fed.faults.attack else { return stats };
+        if byz.is_empty() {
+            return stats;
+        }
+        let global = requests[0].params.values();
+        let deltas: Vec<Vec<f32>> =
+            updates.iter().map(|u| u.params.iter().zip(global).map(|(p, g)| p - g).collect()).collect();
+        let refs =
+            |idx: &mut dyn Iterator<Item = usize>| -> Vec<&[f32]> { idx.map(|i| deltas[i].as_slice()).collect() };
+        let collective: Option<Vec<f32>> = match attack {
+            Attack::Alie { z } => {
+                let z = z.unwrap_or_else(|| attack::alie_z(requests.len(), byz.len()).unwrap_or(0.0));
+                attack::alie(&refs(&mut byz.iter().copied()), z).ok()
+            }
+            Attack::Ipm { epsilon } => {
+                let honest: Vec<&[f32]> = refs(&mut (0..requests.len()).filter(|i| !byz.contains(i)));
+                // With no honest client in the round there is nothing to invert: send zeros.
+                attack::ipm(&honest, *epsilon).ok().or_else(|| Some(vec![0.0; global.len()]))
+            }
+            _ => None,
+        };
+        for &i in &byz {
+            let req = &requests[i];
+            let mut delta = match &collective {
+                Some(c) => c.clone(),
+                None => deltas[i].clone(),
+            };
+            match attack {
+                Attack::SignFlip { scale } => attack::sign_flip(&mut delta, *scale),
+                Attack::GaussianNoise { sigma } => {
+                    let mut rng =
+                        SplitMix64::stream(seed, Purpose::Attack, u64::from(req.round), u64::from(req.client.0));
+                    attack::gaussian_noise(&mut delta, *sigma, &mut rng).expect("sigma checked by Attack::validate");
+                }
+                Attack::Backdoor { boost, .. } => attack::scale(&mut delta, *boost),
+                Attack::LabelFlip | Attack::Alie { .. } | Attack::Ipm { .. } => {}
+            }
+            updates[i].params = global.iter().zip(&delta).map(|(g, d)| g + d).collect();
+        }
+        stats
     }
 
     /// Advances the clock to the next arrival or deadline and handles it. Arrivals due at a

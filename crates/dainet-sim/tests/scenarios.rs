@@ -1,9 +1,11 @@
 //! Simulated federations on a small synthetic task: determinism, deadlines, stopping.
 
+use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 use dainet_core::SplitMix64;
 use dainet_ml::data::partition::{partition, PartitionScheme};
 use dainet_ml::{evaluate, Dataset, Model, ModelSpec, SgdConfig};
 use dainet_protocol::round::{Coordinator, RoundConfig};
+use dainet_sim::faults::Faults;
 use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
 use std::ops::ControlFlow;
 
@@ -41,13 +43,21 @@ fn run(rounds: u32, latency_ms: u64, timeout: Option<u64>, stop_after: Option<u3
         round_timeout_ms: timeout,
         min_updates: 1,
     };
-    let coordinator = Coordinator::new(config, model.init(7), 1).unwrap();
+    let fedavg = Strategy::new(StrategyConfig::named("fedavg", &RobustParams::default()).unwrap(), 7).unwrap();
+    let coordinator = Coordinator::new(config, fedavg, model.init(7), 1).unwrap();
     let sgd = SgdConfig { learning_rate: 0.1, momentum: 0.9, ..SgdConfig::default() };
-    let fed = Federation { model: model.as_ref(), train: &data, partition: &part, sgd, task_seed: 7 };
+    let fed = Federation {
+        model: model.as_ref(),
+        train: &data,
+        partition: &part,
+        sgd,
+        task_seed: 7,
+        faults: Faults::default(),
+    };
     let mut sim = Simulator::new(fed, coordinator, NetworkModel { latency_ms });
     let mut log = Vec::new();
     let mut last = Vec::new();
-    let end = sim.run(|o| {
+    let end = sim.run(|o, _| {
         log.push((o.round, o.aggregated, o.contributors.len(), o.closed_at.0));
         last = o.params.values().to_vec();
         if Some(o.round) == stop_after {

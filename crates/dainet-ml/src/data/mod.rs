@@ -9,6 +9,8 @@
 pub mod csv;
 pub mod idx;
 pub mod partition;
+pub mod poison;
+pub mod synthetic;
 
 mod dataset;
 

@@ -1,21 +1,13 @@
-//! `dainet bench …`: benchmarks that print one JSON line.
-//!
-//! `bench fedtask` runs `shared/bench/fedtask-v1.md` exactly: the same code path as
+//! `dainet bench fedtask` runs `shared/bench/fedtask-v1.md` exactly: the same code path as
 //! `simulate` (same coordinator, simulator, kernels), with the spec's settings and nothing
 //! written to disk, and prints the spec's report fields that a process can measure itself.
 
+use super::loadavg;
 use crate::config::{ModelKind, PartitionKind, RunConfig};
-use crate::run::{execute, plan};
+use crate::run::{execute, plan, Start};
 use crate::simulate::rounds_to;
 use anyhow::Result;
 use std::time::Instant;
-
-/// The benchmarks.
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// The fedtask-v1 FedAvg benchmark (MNIST, 100 clients, C = 0.1, E = 1, B = 10, lr 0.05).
-    Fedtask(FedtaskArgs),
-}
 
 /// fedtask-v1's two models.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -50,13 +42,8 @@ pub struct FedtaskArgs {
     pub rounds: u32,
 }
 
-fn loadavg() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
-
-/// Runs a benchmark and prints its JSON line on stdout.
-pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
-    let BenchCommand::Fedtask(args) = command;
+/// Runs fedtask-v1 and prints its JSON line on stdout.
+pub fn fedtask(args: FedtaskArgs, process_start: Instant) -> Result<()> {
     let loadavg_at_start = loadavg();
     let config = RunConfig {
         model: match args.model {
@@ -79,7 +66,7 @@ pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
     let wall_setup_s = process_start.elapsed().as_secs_f64();
     let rounds_start = Instant::now();
     let mut records = Vec::new();
-    execute(&plan, params, 1, |record, _| {
+    execute(&plan, Start::fresh(params), |record, _| {
         records.push(record.clone());
         Ok(())
     })?;

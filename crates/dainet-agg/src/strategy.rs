@@ -1,0 +1,464 @@
+//! Strategies: one value that says how a round's updates become the next global model.
+//!
+//! A [`Strategy`] is composed, not inherited: an aggregation [`Rule`] (the mean of FedAvg or
+//! a robust rule), a [`ServerOpt`] (FedAvgM, FedAdam, FedYogi, FedAdagrad), and two wrappers
+//! that work with any rule: update-norm clipping and bucketing. [`StrategyConfig::named`]
+//! builds every strategy Flower users know, with Flower's defaults.
+//!
+//! Each round runs in two steps, so that the sans-IO coordinator can fold updates in as they
+//! arrive: [`Strategy::begin_round`] returns a [`RoundAggregation`] that validates and takes
+//! updates one by one; [`Strategy::finish_round`] combines them and applies the server
+//! optimiser. Rules work on *changes* `Δ_k = θ_k − θ` from the global model θ, so clipping
+//! and the norm bound are about how far a client moved the model.
+//!
+//! Mean-based strategies without bucketing stream: one f64 accumulator is resident, never the
+//! updates. Robust rules and bucketing need every update of the round and keep them.
+
+use crate::error::{check_update, AggregationError};
+use crate::mean::FedAvg;
+use crate::robust;
+use crate::server_opt::{ServerOpt, ServerOptimizer};
+use dainet_core::{Purpose, SplitMix64};
+
+/// How the changes of a round are combined.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    /// The example-weighted mean (FedAvg, McMahan et al. 2017).
+    Mean,
+    /// Coordinate-wise median (Yin et al. 2018).
+    Median,
+    /// Coordinate-wise trimmed mean dropping a `beta` share at each end (Yin et al. 2018).
+    TrimmedMean {
+        /// Share trimmed at each end, in [0, 0.5).
+        beta: f64,
+    },
+    /// Krum (Blanchard et al. 2017) tolerating `f` Byzantine updates.
+    Krum {
+        /// Byzantine updates tolerated.
+        f: usize,
+    },
+    /// Multi-Krum: the mean of the `m` best-scoring updates.
+    MultiKrum {
+        /// Byzantine updates tolerated.
+        f: usize,
+        /// Updates averaged.
+        m: usize,
+    },
+    /// Bulyan (El Mhamdi et al. 2018); needs n ≥ 4f + 3.
+    Bulyan {
+        /// Byzantine updates tolerated.
+        f: usize,
+    },
+    /// Centered clipping (Karimireddy et al. 2021) around the previous model.
+    CenteredClipping {
+        /// Clipping radius τ.
+        tau: f64,
+        /// Iterations L.
+        iterations: usize,
+    },
+}
+
+impl Rule {
+    fn streams(&self) -> bool {
+        matches!(self, Rule::Mean)
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Rule::Mean => "mean".into(),
+            Rule::Median => "median".into(),
+            Rule::TrimmedMean { beta } => format!("trimmed-mean(beta={beta})"),
+            Rule::Krum { f } => format!("krum(f={f})"),
+            Rule::MultiKrum { f, m } => format!("multi-krum(f={f},m={m})"),
+            Rule::Bulyan { f } => format!("bulyan(f={f})"),
+            Rule::CenteredClipping { tau, iterations } => format!("centered-clipping(tau={tau},L={iterations})"),
+        }
+    }
+
+    /// Combines `changes` (with example counts `weights`, used by the mean only).
+    fn combine(&self, changes: &[&[f32]], weights: &[f64]) -> Result<Vec<f32>, AggregationError> {
+        match *self {
+            Rule::Mean => {
+                let len = changes.first().map_or(0, |c| c.len());
+                let mut mean = FedAvg::new(len);
+                for (c, &w) in changes.iter().zip(weights) {
+                    mean.add(c, w)?;
+                }
+                mean.finish()
+            }
+            Rule::Median => robust::median(changes),
+            Rule::TrimmedMean { beta } => robust::trimmed_mean(changes, beta),
+            Rule::Krum { f } => robust::multi_krum(changes, f, 1).map(|(v, _)| v),
+            Rule::MultiKrum { f, m } => robust::multi_krum(changes, f, m).map(|(v, _)| v),
+            Rule::Bulyan { f } => robust::bulyan(changes, f),
+            Rule::CenteredClipping { tau, iterations } => {
+                let len = changes.first().map_or(0, |c| c.len());
+                robust::centered_clipping(changes, &vec![0.0; len], tau, iterations)
+            }
+        }
+    }
+}
+
+/// Everything that defines a strategy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrategyConfig {
+    /// The display name (e.g. `fedadam`, `median+bucketing(2)`).
+    pub name: String,
+    /// How changes are combined.
+    pub rule: Rule,
+    /// How the combined change moves the global model.
+    pub server: ServerOpt,
+    /// Clip every change to this L2 norm before combining (wrapper). Off by default.
+    pub clip_norm: Option<f64>,
+    /// Average random buckets of this many changes before a robust rule (Karimireddy, He and
+    /// Jaggi 2022, <https://arxiv.org/abs/2006.09365>). Off by default.
+    pub bucket_size: Option<usize>,
+    /// Refuse changes longer than this L2 norm (counted as `norm_too_large`). Off by default.
+    pub max_update_norm: Option<f64>,
+}
+
+/// The names [`StrategyConfig::named`] knows.
+pub const STRATEGY_NAMES: &[&str] = &[
+    "fedavg",
+    "fedavgm",
+    "fedprox",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "median",
+    "trimmed-mean",
+    "krum",
+    "multi-krum",
+    "bulyan",
+    "centered-clipping",
+];
+
+/// Parameters of the named strategies that have no universal default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RobustParams {
+    /// Byzantine updates tolerated per round (Krum, Multi-Krum, Bulyan).
+    pub f: usize,
+    /// Updates averaged by Multi-Krum.
+    pub m: usize,
+    /// Trimmed share at each end (trimmed mean). Default 0.2.
+    pub beta: f64,
+    /// Centered clipping radius τ. Default 1.0.
+    pub tau: f64,
+    /// Centered clipping iterations. Default 3.
+    pub iterations: usize,
+    /// FedAvgM server learning rate. Default 1.0 (Flower).
+    pub server_lr: f64,
+    /// FedAvgM server momentum. Default 0.0 (Flower).
+    pub server_momentum: f64,
+}
+
+impl Default for RobustParams {
+    fn default() -> Self {
+        Self { f: 0, m: 1, beta: 0.2, tau: 1.0, iterations: 3, server_lr: 1.0, server_momentum: 0.0 }
+    }
+}
+
+impl StrategyConfig {
+    /// The strategy called `name` (one of [`STRATEGY_NAMES`]) with Flower's defaults and
+    /// `params` for the settings that have none. FedProx is FedAvg on the server; its
+    /// proximal term μ is a client setting.
+    pub fn named(name: &str, params: &RobustParams) -> Result<Self, AggregationError> {
+        let p = params;
+        let (rule, server) = match name {
+            "fedavg" | "fedprox" => (Rule::Mean, ServerOpt::FEDAVG),
+            "fedavgm" => (Rule::Mean, ServerOpt::Sgd { lr: p.server_lr, momentum: p.server_momentum }),
+            "fedadam" => (Rule::Mean, ServerOpt::FEDADAM),
+            "fedyogi" => (Rule::Mean, ServerOpt::FEDYOGI),
+            "fedadagrad" => (Rule::Mean, ServerOpt::FEDADAGRAD),
+            "median" => (Rule::Median, ServerOpt::FEDAVG),
+            "trimmed-mean" => (Rule::TrimmedMean { beta: p.beta }, ServerOpt::FEDAVG),
+            "krum" => (Rule::Krum { f: p.f }, ServerOpt::FEDAVG),
+            "multi-krum" => (Rule::MultiKrum { f: p.f, m: p.m }, ServerOpt::FEDAVG),
+            "bulyan" => (Rule::Bulyan { f: p.f }, ServerOpt::FEDAVG),
+            "centered-clipping" => (Rule::CenteredClipping { tau: p.tau, iterations: p.iterations }, ServerOpt::FEDAVG),
+            other => {
+                return Err(AggregationError::InvalidSetting(format!(
+                    "unknown strategy {other:?}; known: {}",
+                    STRATEGY_NAMES.join(", ")
+                )))
+            }
+        };
+        Ok(Self { name: name.into(), rule, server, clip_norm: None, bucket_size: None, max_update_norm: None })
+    }
+
+    /// A one-line description, e.g. `bulyan(f=2) + clip(5) + bucketing(2)`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} [{}", self.name, self.rule.name());
+        if !self.server.is_identity() {
+            text += &format!(", server {:?}", self.server);
+        }
+        text += "]";
+        if let Some(c) = self.clip_norm {
+            text += &format!(" + clip({c})");
+        }
+        if let Some(s) = self.bucket_size {
+            text += &format!(" + bucketing({s})");
+        }
+        text
+    }
+}
+
+/// A strategy with its server-optimiser state.
+#[derive(Clone, Debug)]
+pub struct Strategy {
+    config: StrategyConfig,
+    server: ServerOptimizer,
+    task_seed: u64,
+}
+
+impl Strategy {
+    /// Builds the strategy; `task_seed` names the bucketing stream.
+    pub fn new(config: StrategyConfig, task_seed: u64) -> Result<Self, AggregationError> {
+        let positive = |v: Option<f64>, what: &str| match v {
+            Some(x) if !(x.is_finite() && x > 0.0) => {
+                Err(AggregationError::InvalidSetting(format!("{what} must be positive, got {x}")))
+            }
+            _ => Ok(()),
+        };
+        positive(config.clip_norm, "clip_norm")?;
+        positive(config.max_update_norm, "max_update_norm")?;
+        if config.bucket_size == Some(0) {
+            return Err(AggregationError::InvalidSetting("bucket_size must be at least 1".into()));
+        }
+        match config.rule {
+            Rule::TrimmedMean { beta } if !(0.0..0.5).contains(&beta) => {
+                return Err(AggregationError::InvalidSetting(format!(
+                    "trimmed-mean beta must be in [0, 0.5), got {beta}"
+                )))
+            }
+            Rule::MultiKrum { m: 0, .. } => {
+                return Err(AggregationError::InvalidSetting("multi-krum m must be at least 1".into()))
+            }
+            Rule::CenteredClipping { tau, iterations } if !(tau.is_finite() && tau > 0.0) || iterations == 0 => {
+                return Err(AggregationError::InvalidSetting(
+                    "centered-clipping needs tau > 0 and at least one iteration".into(),
+                ))
+            }
+            _ => {}
+        }
+        let server = ServerOptimizer::new(config.server.clone())?;
+        Ok(Self { config, server, task_seed })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StrategyConfig {
+        &self.config
+    }
+
+    /// Minimum updates a round needs for the rule to be defined (e.g. 4f + 3 for Bulyan),
+    /// counted after bucketing.
+    pub fn min_updates(&self) -> usize {
+        let base = match self.config.rule {
+            Rule::Krum { f } | Rule::MultiKrum { f, .. } => 2 * f + 3,
+            Rule::Bulyan { f } => 4 * f + 3,
+            _ => 1,
+        };
+        base * self.config.bucket_size.unwrap_or(1)
+    }
+
+    /// Starts aggregating a round whose global model is `global`.
+    pub fn begin_round(&self, global: &[f32]) -> RoundAggregation {
+        let streaming = self.config.rule.streams() && self.config.bucket_size.is_none();
+        RoundAggregation {
+            global: global.to_vec(),
+            clip_norm: self.config.clip_norm,
+            max_norm: self.config.max_update_norm,
+            mean: streaming.then(|| FedAvg::new(global.len())),
+            kept: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Combines the round's changes and moves the global model: returns θ_r.
+    pub fn finish_round(&mut self, round: u32, agg: RoundAggregation) -> Result<Vec<f32>, AggregationError> {
+        if agg.count == 0 {
+            return Err(AggregationError::Empty);
+        }
+        let delta = match agg.mean {
+            Some(mean) => mean.finish()?,
+            None => {
+                let (changes, weights) = self.bucketed(round, agg.kept);
+                let refs: Vec<&[f32]> = changes.iter().map(Vec::as_slice).collect();
+                self.config.rule.combine(&refs, &weights)?
+            }
+        };
+        let mut theta = agg.global;
+        self.server.step(round, &mut theta, &delta)?;
+        Ok(theta)
+    }
+
+    /// With bucketing: shuffles the changes with the round's bucketing stream and replaces
+    /// each bucket of `s` by its weighted mean (weight: the bucket's examples).
+    fn bucketed(&self, round: u32, mut kept: Vec<(Vec<f32>, f64)>) -> (Vec<Vec<f32>>, Vec<f64>) {
+        let Some(s) = self.config.bucket_size.filter(|&s| s > 1) else {
+            return kept.into_iter().unzip();
+        };
+        SplitMix64::stream(self.task_seed, Purpose::Bucketing, u64::from(round), 0).shuffle(&mut kept);
+        kept.chunks(s)
+            .map(|bucket| {
+                let mut mean = FedAvg::new(bucket[0].0.len());
+                for (c, w) in bucket {
+                    mean.add(c, *w).expect("changes were validated when added");
+                }
+                let weight = mean.total_weight();
+                (mean.finish().expect("a bucket is not empty"), weight)
+            })
+            .unzip()
+    }
+
+    /// The server optimiser's state, to checkpoint: `(m, v)`.
+    pub fn server_state(&self) -> (&[f32], &[f32]) {
+        self.server.state()
+    }
+
+    /// Restores a checkpointed server-optimiser state.
+    pub fn restore_server_state(&mut self, m: Vec<f32>, v: Vec<f32>) -> Result<(), AggregationError> {
+        self.server.restore(m, v)
+    }
+}
+
+/// One round's updates, validated and folded in (or kept) as they arrive.
+#[derive(Debug)]
+pub struct RoundAggregation {
+    global: Vec<f32>,
+    clip_norm: Option<f64>,
+    max_norm: Option<f64>,
+    mean: Option<FedAvg>,
+    kept: Vec<(Vec<f32>, f64)>,
+    count: usize,
+}
+
+impl RoundAggregation {
+    /// Takes a client's model `update` with `weight` (its example count). A malformed update
+    /// (wrong length, NaN or Inf, bad weight, change longer than the bound) is refused and
+    /// changes nothing.
+    pub fn add(&mut self, update: &[f32], weight: f64) -> Result<(), AggregationError> {
+        check_update(update, self.global.len())?;
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(AggregationError::BadWeight(weight));
+        }
+        let mut change: Vec<f32> = update.iter().zip(&self.global).map(|(u, g)| u - g).collect();
+        if let Some(bound) = self.max_norm {
+            let norm = robust::l2_norm(&change);
+            if norm > bound {
+                return Err(AggregationError::NormTooLarge { norm, bound });
+            }
+        }
+        if let Some(c) = self.clip_norm {
+            robust::clip_to_norm(&mut change, c);
+        }
+        match &mut self.mean {
+            Some(mean) => mean.add(&change, weight)?,
+            None => self.kept.push((change, weight)),
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Updates taken so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Whether updates are folded in as they arrive (nothing kept).
+    pub fn is_streaming(&self) -> bool {
+        self.mean.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(config: StrategyConfig, global: &[f32], updates: &[(&[f32], f64)]) -> Result<Vec<f32>, AggregationError> {
+        let mut s = Strategy::new(config, 1)?;
+        let mut agg = s.begin_round(global);
+        for (u, w) in updates {
+            agg.add(u, *w)?;
+        }
+        s.finish_round(1, agg)
+    }
+
+    fn named(name: &str) -> StrategyConfig {
+        StrategyConfig::named(name, &RobustParams { f: 1, m: 2, ..RobustParams::default() }).unwrap()
+    }
+
+    #[test]
+    fn fedavg_streams_and_equals_the_weighted_mean() {
+        let s = Strategy::new(named("fedavg"), 1).unwrap();
+        assert!(s.begin_round(&[0.0]).is_streaming());
+        let out = run(named("fedavg"), &[1.0, 1.0], &[(&[2.0, 1.0], 1.0), (&[5.0, 3.0], 3.0)]).unwrap();
+        assert_eq!(out, vec![4.25, 2.5]);
+    }
+
+    #[test]
+    fn median_ignores_an_outlier() {
+        let out = run(named("median"), &[0.0], &[(&[1.0], 1.0), (&[2.0], 1.0), (&[1000.0], 50.0)]).unwrap();
+        assert_eq!(out, vec![2.0]);
+    }
+
+    #[test]
+    fn clipping_bounds_every_change() {
+        // Changes [3, 4] (norm 5) and [0, 1]; clipped to norm 1: [0.6, 0.8] and [0, 1].
+        let mut config = named("fedavg");
+        config.clip_norm = Some(1.0);
+        let out = run(config, &[1.0, 1.0], &[(&[4.0, 5.0], 1.0), (&[1.0, 2.0], 1.0)]).unwrap();
+        assert!((out[0] - 1.3).abs() < 1e-6 && (out[1] - 1.9).abs() < 1e-6, "{out:?}");
+        assert!(robust::l2_norm(&[out[0] - 1.0, out[1] - 1.0]) <= 1.0 + 1e-6);
+    }
+
+    #[test]
+    fn the_norm_bound_refuses_long_changes() {
+        let mut config = named("fedavg");
+        config.max_update_norm = Some(2.0);
+        let mut s = Strategy::new(config, 1).unwrap();
+        let mut agg = s.begin_round(&[0.0, 0.0]);
+        assert!(matches!(agg.add(&[3.0, 4.0], 1.0), Err(AggregationError::NormTooLarge { .. })));
+        assert!(matches!(agg.add(&[f32::NAN, 0.0], 1.0), Err(AggregationError::NonFinite { .. })));
+        assert!(matches!(agg.add(&[1.0], 1.0), Err(AggregationError::WrongLength { .. })));
+        agg.add(&[1.0, 1.0], 1.0).unwrap();
+        assert_eq!(agg.count(), 1);
+        assert_eq!(s.finish_round(1, agg).unwrap(), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn bucketing_averages_buckets_before_the_rule() {
+        // Four changes in buckets of 2 → two bucket means; median of two = their mean, which
+        // equals the overall mean here whatever the shuffle.
+        let mut config = named("median");
+        config.bucket_size = Some(2);
+        let out = run(config, &[0.0], &[(&[1.0], 1.0), (&[2.0], 1.0), (&[3.0], 1.0), (&[6.0], 1.0)]).unwrap();
+        assert_eq!(out, vec![3.0]);
+    }
+
+    #[test]
+    fn bulyan_needs_4f_plus_3() {
+        let config = StrategyConfig::named("bulyan", &RobustParams { f: 2, ..RobustParams::default() }).unwrap();
+        assert_eq!(Strategy::new(config.clone(), 1).unwrap().min_updates(), 11);
+        let updates: Vec<Vec<f32>> = (0..9).map(|i| vec![i as f32]).collect();
+        let pairs: Vec<(&[f32], f64)> = updates.iter().map(|u| (u.as_slice(), 1.0)).collect();
+        let e = run(config, &[0.0], &pairs).unwrap_err().to_string();
+        assert!(e.contains("4f + 3") && e.contains("got 9"), "{e}");
+    }
+
+    #[test]
+    fn every_named_strategy_builds_and_unknown_names_are_refused() {
+        for name in STRATEGY_NAMES {
+            assert!(Strategy::new(named(name), 1).is_ok(), "{name}");
+        }
+        let e = StrategyConfig::named("fedsgd", &RobustParams::default()).unwrap_err().to_string();
+        assert!(e.contains("fedsgd") && e.contains("fedadam"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_round_is_an_error() {
+        let mut s = Strategy::new(named("fedavg"), 1).unwrap();
+        let agg = s.begin_round(&[0.0]);
+        assert_eq!(s.finish_round(1, agg), Err(AggregationError::Empty));
+    }
+}

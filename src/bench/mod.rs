@@ -1,0 +1,33 @@
+//! `dainet bench …`: benchmarks that print one JSON line on stdout.
+
+mod aggregation;
+mod fedtask;
+mod robustness;
+
+use anyhow::Result;
+use std::time::Instant;
+
+/// The benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// The fedtask-v1 FedAvg benchmark (MNIST, 100 clients, C = 0.1, E = 1, B = 10, lr 0.05).
+    Fedtask(fedtask::FedtaskArgs),
+    /// Every strategy against every attack at 20% Byzantine clients, IID and Dirichlet(0.5).
+    Robustness(robustness::RobustnessArgs),
+    /// Aggregation throughput: FedAvg as GB/s next to a memory copy, median and trimmed mean.
+    Aggregation(aggregation::AggregationArgs),
+}
+
+/// Runs a benchmark.
+pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
+    match command {
+        BenchCommand::Fedtask(args) => fedtask::fedtask(args, process_start),
+        BenchCommand::Robustness(args) => robustness::robustness(args),
+        BenchCommand::Aggregation(args) => aggregation::aggregation(args),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages, to say whether the machine was busy.
+fn loadavg() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
