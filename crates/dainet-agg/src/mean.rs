@@ -31,23 +31,49 @@ impl FedAvg {
         if !(weight.is_finite() && weight > 0.0) {
             return Err(AggregationError::BadWeight(weight));
         }
+        self.fold(update, None, weight);
+        Ok(())
+    }
+
+    /// Folds in the change `update − base` with `weight`, in one pass: the way a round
+    /// aggregates client models as changes from the global model `base` (which must have the
+    /// mean's length and be finite). A bad update is refused and leaves the mean unchanged.
+    pub fn add_change(&mut self, update: &[f32], base: &[f32], weight: f64) -> Result<(), AggregationError> {
+        check_update(update, self.sum.len())?;
+        check_update(base, self.sum.len())?;
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(AggregationError::BadWeight(weight));
+        }
+        self.fold(update, Some(base), weight);
+        Ok(())
+    }
+
+    /// `sum += weight · (update − base)`, `base` defaulting to zero.
+    fn fold(&mut self, update: &[f32], base: Option<&[f32]>, weight: f64) {
         // Large models fold in parallel over blocks of coordinates; each coordinate's sum is
         // the same whatever the split, so the result does not depend on the thread count.
-        const BLOCK: usize = 1 << 16;
-        let fold = |(sum, upd): (&mut [f64], &[f32])| {
-            for (s, &v) in sum.iter_mut().zip(upd) {
-                *s += weight * f64::from(v);
+        const BLOCK: usize = 1 << 15;
+        let fold = |sum: &mut [f64], upd: &[f32], base: Option<&[f32]>| match base {
+            None => {
+                for (s, &v) in sum.iter_mut().zip(upd) {
+                    *s += weight * f64::from(v);
+                }
+            }
+            Some(base) => {
+                for ((s, &v), &b) in sum.iter_mut().zip(upd).zip(base) {
+                    *s += weight * f64::from(v - b);
+                }
             }
         };
-        if self.sum.len() >= 4 * BLOCK {
+        if self.sum.len() >= 2 * BLOCK {
             use rayon::prelude::*;
-            self.sum.par_chunks_mut(BLOCK).zip(update.par_chunks(BLOCK)).for_each(fold);
+            let sum = self.sum.par_chunks_mut(BLOCK).zip(update.par_chunks(BLOCK)).enumerate();
+            sum.for_each(|(i, (s, u))| fold(s, u, base.map(|b| &b[i * BLOCK..(i * BLOCK + u.len())])));
         } else {
-            fold((&mut self.sum, update));
+            fold(&mut self.sum, update, base);
         }
         self.total_weight += weight;
         self.count += 1;
-        Ok(())
     }
 
     /// Updates folded in so far.
@@ -95,6 +121,31 @@ mod tests {
         assert_eq!(avg.add(&[1.0, 1.0], 0.0), Err(AggregationError::BadWeight(0.0)));
         assert_eq!(avg.count(), 1);
         assert_eq!(avg.finish().unwrap(), vec![2.0, 2.0]);
+    }
+
+    #[test]
+    fn changes_fold_in_one_pass() {
+        let mut avg = FedAvg::new(2);
+        avg.add_change(&[3.0, 1.0], &[1.0, 1.0], 1.0).unwrap();
+        avg.add_change(&[1.0, 5.0], &[1.0, 1.0], 3.0).unwrap();
+        assert!(avg.add_change(&[f32::INFINITY, 0.0], &[1.0, 1.0], 1.0).is_err());
+        // ((2, 0)·1 + (0, 4)·3) / 4
+        assert_eq!(avg.finish().unwrap(), vec![0.5, 3.0]);
+    }
+
+    #[test]
+    fn large_means_fold_the_same_in_parallel_blocks() {
+        let n = 300_000;
+        let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.001).sin()).collect();
+        let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.002).cos()).collect();
+        let mut big = FedAvg::new(n);
+        big.add_change(&a, &b, 2.0).unwrap();
+        big.add(&b, 1.0).unwrap();
+        let got = big.finish().unwrap();
+        for i in [0, 32_767, 32_768, 65_536, 199_999, n - 1] {
+            let want = ((2.0 * f64::from(a[i] - b[i]) + f64::from(b[i])) / 3.0) as f32;
+            assert_eq!(got[i], want, "coordinate {i}");
+        }
     }
 
     #[test]

@@ -129,8 +129,13 @@ impl ServerOptimizer {
             return Err(AggregationError::WrongLength { expected: theta.len(), got: delta.len() });
         }
         let first = self.m.is_empty();
-        if first {
+        // Plain SGD keeps no state; momentum keeps m; the adaptive optimisers keep m and v.
+        let needs_m = !matches!(self.opt, ServerOpt::Sgd { momentum, .. } if momentum == 0.0);
+        let needs_v = !matches!(self.opt, ServerOpt::Sgd { .. });
+        if first && needs_m {
             self.m = vec![0.0; theta.len()];
+        }
+        if self.v.is_empty() && needs_v {
             self.v = vec![0.0; theta.len()];
         }
         match self.opt {

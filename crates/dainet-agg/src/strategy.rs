@@ -338,6 +338,12 @@ impl RoundAggregation {
     /// (wrong length, NaN or Inf, bad weight, change longer than the bound) is refused and
     /// changes nothing.
     pub fn add(&mut self, update: &[f32], weight: f64) -> Result<(), AggregationError> {
+        if let (Some(mean), None, None) = (&mut self.mean, self.clip_norm, self.max_norm) {
+            // The common case, in one pass: validate, then fold w·(θ_k − θ) into the mean.
+            mean.add_change(update, &self.global, weight)?;
+            self.count += 1;
+            return Ok(());
+        }
         check_update(update, self.global.len())?;
         if !(weight.is_finite() && weight > 0.0) {
             return Err(AggregationError::BadWeight(weight));
