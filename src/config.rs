@@ -181,8 +181,8 @@ impl Default for RunConfig {
             max_update_norm: None,
             byzantine: 0.0,
             attack: None,
-            sign_flip_scale: 4.0,
-            noise_sigma: 1.0,
+            sign_flip_scale: 10.0,
+            noise_sigma: 10.0,
             ipm_epsilon: 0.1,
             alie_z: None,
             backdoor_target: 0,
@@ -316,10 +316,10 @@ pub struct ConfigPatch {
     /// What the Byzantine clients do [default: none].
     #[arg(long, value_enum)]
     pub attack: Option<AttackKind>,
-    /// Scale s of the sign-flip attack, which sends −s·Δ [default: 4].
+    /// Scale s of the sign-flip attack, which sends −s·Δ [default: 10].
     #[arg(long)]
     pub sign_flip_scale: Option<f64>,
-    /// Standard deviation of the gaussian attack [default: 1.0].
+    /// Standard deviation of the gaussian attack [default: 10].
     #[arg(long)]
     pub noise_sigma: Option<f64>,
     /// ε of the ipm attack [default: 0.1].

@@ -35,7 +35,8 @@ impl FedAvg {
         Ok(())
     }
 
-    /// Folds in the change `update − base` with `weight`, in one pass: the way a round
+    /// Folds in the change `update − base` (taken in f64, so it never overflows) with
+    /// `weight`, in one pass: the way a round
     /// aggregates client models as changes from the global model `base` (which must have the
     /// mean's length and be finite). A bad update is refused and leaves the mean unchanged.
     pub fn add_change(&mut self, update: &[f32], base: &[f32], weight: f64) -> Result<(), AggregationError> {
@@ -61,7 +62,7 @@ impl FedAvg {
             }
             Some(base) => {
                 for ((s, &v), &b) in sum.iter_mut().zip(upd).zip(base) {
-                    *s += weight * f64::from(v - b);
+                    *s += weight * (f64::from(v) - f64::from(b));
                 }
             }
         };
@@ -143,7 +144,7 @@ mod tests {
         big.add(&b, 1.0).unwrap();
         let got = big.finish().unwrap();
         for i in [0, 32_767, 32_768, 65_536, 199_999, n - 1] {
-            let want = ((2.0 * f64::from(a[i] - b[i]) + f64::from(b[i])) / 3.0) as f32;
+            let want = ((2.0 * (f64::from(a[i]) - f64::from(b[i])) + f64::from(b[i])) / 3.0) as f32;
             assert_eq!(got[i], want, "coordinate {i}");
         }
     }

@@ -288,7 +288,14 @@ impl Strategy {
             }
         };
         let mut theta = agg.global;
-        self.server.step(round, &mut theta, &delta)?;
+        let mut server = self.server.clone();
+        server.step(round, &mut theta, &delta)?;
+        // Finite updates can still sum past f32's range (a boosted attack): never publish a
+        // model that is not finite; the round keeps the previous one and says why.
+        if let Some(index) = theta.iter().position(|v| !v.is_finite()) {
+            return Err(AggregationError::NonFinite { index, value: theta[index] });
+        }
+        self.server = server;
         Ok(theta)
     }
 
@@ -348,7 +355,8 @@ impl RoundAggregation {
         if !(weight.is_finite() && weight > 0.0) {
             return Err(AggregationError::BadWeight(weight));
         }
-        let mut change: Vec<f32> = update.iter().zip(&self.global).map(|(u, g)| u - g).collect();
+        let mut change: Vec<f32> =
+            update.iter().zip(&self.global).map(|(&u, &g)| (f64::from(u) - f64::from(g)) as f32).collect();
         if let Some(bound) = self.max_norm {
             let norm = robust::l2_norm(&change);
             if norm > bound {
@@ -459,6 +467,20 @@ mod tests {
         }
         let e = StrategyConfig::named("fedsgd", &RobustParams::default()).unwrap_err().to_string();
         assert!(e.contains("fedsgd") && e.contains("fedadam"), "{e}");
+    }
+
+    #[test]
+    fn an_aggregate_past_f32_range_is_refused() {
+        // Changes are taken in f64: 3e38 − (−3e38) does not overflow.
+        let out = run(named("fedavg"), &[-3.0e38], &[(&[3.0e38], 1.0), (&[-3.0e38], 1.0)]).unwrap();
+        assert_eq!(out, vec![0.0]);
+        // A server step that leaves f32's range is refused and keeps the state unchanged.
+        let mut config = named("fedavgm");
+        config.server = ServerOpt::Sgd { lr: 10.0, momentum: 0.0 };
+        let mut s = Strategy::new(config, 1).unwrap();
+        let mut agg = s.begin_round(&[3.0e38]);
+        agg.add(&[3.3e38], 1.0).unwrap();
+        assert!(matches!(s.finish_round(1, agg), Err(AggregationError::NonFinite { .. })));
     }
 
     #[test]
