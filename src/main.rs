@@ -1,6 +1,7 @@
 //! The `dainet` command line: `simulate`, `bench fedtask` and `predict`.
 
 mod bench;
+mod compare;
 mod config;
 mod plot;
 mod predict;
@@ -28,6 +29,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Classify rows with a saved model.
     Predict(predict::PredictArgs),
+    /// Draw one metric of several runs on one chart.
+    Compare(compare::CompareArgs),
 }
 
 /// Versions of dainet and the crates whose arithmetic shapes results.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::simulate(*args),
         Command::Bench(command) => bench::bench(command, process_start),
         Command::Predict(args) => predict::predict(args),
+        Command::Compare(args) => compare::compare(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

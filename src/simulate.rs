@@ -165,6 +165,13 @@ fn resume_point(plan: &Plan, path: &Path) -> Result<(Start, History)> {
             bail!("{}: no server state tensors m and v", state_path.display());
         };
         Some((m, v))
+    } else if plan.strategy.server.has_state() {
+        bail!(
+            "{}: the server optimiser's state ({}) is missing beside this checkpoint; \
+             without it the run would not continue as the original",
+            path.display(),
+            state_path.display()
+        );
     } else {
         None
     };

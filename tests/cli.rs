@@ -300,3 +300,106 @@ fn the_example_config_runs() {
     assert_eq!(report["config"]["partition"], "dirichlet");
     assert_eq!(report["rounds"].as_array().unwrap().len(), 2);
 }
+
+// Strategies, attacks and faults (issue 3).
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn an_attack_run_reports_faults_and_backdoor_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--fraction", "0.2", "--byzantine", "0.2", "--attack", "backdoor", "--strategy", "median"];
+    let out = dainet(&simulate_args(s(dir.path()), &args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(dir.path());
+    let rounds = r["rounds"].as_array().unwrap();
+    assert!(rounds.iter().all(|x| x["backdoor_success"].as_f64().is_some()));
+    let byzantine: u64 = rounds.iter().map(|x| x["faults"]["byzantine"].as_u64().unwrap()).sum();
+    assert!(byzantine > 0, "20 of 100 clients are Byzantine; some must be sampled in 3 rounds of 20");
+}
+
+#[test]
+fn stragglers_and_dropouts_are_counted_and_rounds_still_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--epochs", "3", "--stragglers", "0.5", "--dropouts", "0.3", "--round-timeout-ms", "500"];
+    let out = dainet(&simulate_args(s(dir.path()), &args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(dir.path());
+    let rounds = r["rounds"].as_array().unwrap();
+    let sum = |k: &str| rounds.iter().map(|x| x["faults"][k].as_u64().unwrap()).sum::<u64>();
+    assert!(sum("stragglers") > 0 && sum("dropouts") > 0);
+    // Dropouts make the round wait for its deadline: 500 ms of virtual time each.
+    assert_eq!(rounds.iter().map(|x| x["virtual_ms"].as_u64().unwrap()).collect::<Vec<_>>(), vec![500, 1000, 1500]);
+    for x in rounds {
+        assert_eq!(x["contributors"].as_u64().unwrap() + x["missing"].as_u64().unwrap(), 10);
+    }
+}
+
+#[test]
+fn fedadam_resumes_with_its_server_state() {
+    let (full, part, resumed) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = |out: &Path, rounds: &str, extra: &[&str]| {
+        let mut args = vec!["simulate", "--out", s(out), "--rounds", rounds, "--checkpoint-every", "2"];
+        args.extend_from_slice(&["--strategy", "fedadam", "--lr", "0.1"]);
+        args.extend_from_slice(extra);
+        let o = dainet(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(full.path(), "4", &[]);
+    run(part.path(), "2", &[]);
+    let ckpt = part.path().join("checkpoints/round-0002.safetensors");
+    assert!(part.path().join("checkpoints/round-0002.server.safetensors").exists());
+    run(resumed.path(), "4", &["--resume", s(&ckpt)]);
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(model(full.path()) == model(resumed.path()), "resumed FedAdam run differs");
+}
+
+#[test]
+fn strategy_settings_that_cannot_work_are_refused_before_training() {
+    // Bulyan with f = 2 needs 11 updates a round; C = 0.1 samples 10.
+    let o = dainet(&["simulate", "--strategy", "bulyan", "--byzantine", "0.2", "--attack", "alie"]);
+    assert_clean_error(&o, "needs at least 11 updates");
+    assert_clean_error(&dainet(&["simulate", "--strategy", "fedsgd"]), "fedsgd");
+    assert_clean_error(&dainet(&["simulate", "--strategy", "fedprox"]), "prox-mu");
+    assert_clean_error(&dainet(&["simulate", "--byzantine", "0.2"]), "attack");
+    assert_clean_error(&dainet(&["simulate", "--attack", "ipm"]), "byzantine");
+    assert_clean_error(&dainet(&["simulate", "--trim-beta", "0.5", "--strategy", "trimmed-mean"]), "beta");
+    assert_clean_error(&dainet(&["simulate", "--dropouts", "1.5"]), "dropouts");
+}
+
+#[test]
+fn synthetic_data_trains_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--dataset", "synthetic", "--partition", "natural", "--model", "lr", "--fraction", "0.34"];
+    let out = dainet(&simulate_args(s(dir.path()), &args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(dir.path());
+    assert_eq!(r["clients"], 30);
+    assert_eq!(r["client_names"][0], "device-00");
+    assert_eq!(r["model"], "mlp:60-10");
+}
+
+#[test]
+fn compare_draws_several_runs() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert!(dainet(&simulate_args(s(a.path()), &["--model", "lr"])).status.success());
+    assert!(dainet(&simulate_args(s(b.path()), &["--model", "lr", "--lr", "0.1"])).status.success());
+    let png = a.path().join("cmp.png");
+    let o = dainet(&[
+        "compare",
+        s(a.path()),
+        s(b.path()),
+        "--metric",
+        "loss",
+        "--labels",
+        "lr 0.05,lr 0.1",
+        "--out",
+        s(&png),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert_clean_error(&dainet(&["compare", s(a.path()), "--labels", "x,y", "--out", s(&png)]), "labels");
+}

@@ -95,6 +95,12 @@ impl ServerOpt {
         Ok(())
     }
 
+    /// Whether the optimiser keeps state between rounds (momentum or moments), which a
+    /// checkpoint must then carry.
+    pub fn has_state(&self) -> bool {
+        !matches!(*self, ServerOpt::Sgd { momentum, .. } if momentum == 0.0)
+    }
+
     /// Whether this is plain FedAvg (the aggregate becomes the model, no state).
     pub fn is_identity(&self) -> bool {
         matches!(*self, ServerOpt::Sgd { lr, momentum } if lr == 1.0 && momentum == 0.0)
@@ -130,7 +136,7 @@ impl ServerOptimizer {
         }
         let first = self.m.is_empty();
         // Plain SGD keeps no state; momentum keeps m; the adaptive optimisers keep m and v.
-        let needs_m = !matches!(self.opt, ServerOpt::Sgd { momentum, .. } if momentum == 0.0);
+        let needs_m = self.opt.has_state();
         let needs_v = !matches!(self.opt, ServerOpt::Sgd { .. });
         if first && needs_m {
             self.m = vec![0.0; theta.len()];

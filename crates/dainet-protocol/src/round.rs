@@ -511,6 +511,46 @@ mod tests {
     }
 
     #[test]
+    fn a_round_the_strategy_cannot_combine_keeps_the_model_and_says_why() {
+        // Krum with f = 1 needs 2f + 3 = 5 updates; 3 are sampled and all answer.
+        let krum = StrategyConfig::named("krum", &RobustParams { f: 1, ..RobustParams::default() }).unwrap();
+        let mut c = Coordinator::new(config(1, None, 1), Strategy::new(krum, 1).unwrap(), params(&[7.0]), 1).unwrap();
+        c.handle_start(Time(0));
+        for k in train_targets(&drain(&mut c)) {
+            c.handle_update(Time(1), k, 1, update(&[1.0], 1)).unwrap();
+        }
+        let actions = drain(&mut c);
+        let Action::RoundClosed(out) = &actions[0] else { panic!() };
+        assert!(!out.aggregated);
+        assert_eq!(out.params.values(), &[7.0]);
+        let why = out.not_aggregated_because.as_deref().unwrap();
+        assert!(why.contains("2f + 3") && why.contains("got 3"), "{why}");
+    }
+
+    #[test]
+    fn changes_beyond_the_norm_bound_are_refused_and_counted() {
+        let mut bounded = StrategyConfig::named("fedavg", &RobustParams::default()).unwrap();
+        bounded.max_update_norm = Some(1.0);
+        let strategy = Strategy::new(bounded, 1).unwrap();
+        let mut c = Coordinator::new(config(1, Some(100), 1), strategy, params(&[0.0, 0.0]), 1).unwrap();
+        c.handle_start(Time(0));
+        let clients = train_targets(&drain(&mut c));
+        let e = c.handle_update(Time(1), clients[0], 1, update(&[3.0, 4.0], 1)).unwrap_err();
+        assert_eq!(e.kind(), "norm_too_large");
+        for &k in &clients[1..] {
+            c.handle_update(Time(1), k, 1, update(&[0.5, 0.0], 1)).unwrap();
+        }
+        // A refused update is no answer: the round waits for a valid one until its deadline.
+        assert!(drain(&mut c).is_empty());
+        c.handle_timeout(Time(100));
+        let actions = drain(&mut c);
+        let Action::RoundClosed(out) = &actions[0] else { panic!() };
+        assert_eq!(out.params.values(), &[0.5, 0.0]);
+        assert_eq!(out.contributors.len(), 2);
+        assert_eq!(out.rejected, vec![("norm_too_large", 1)]);
+    }
+
+    #[test]
     fn invalid_configs_are_refused() {
         let bad = |cfg: RoundConfig, first| Coordinator::new(cfg, fedavg(), params(&[0.0]), first).err();
         let mut cfg = config(3, None, 1);
