@@ -59,7 +59,14 @@ pub fn check_update(update: &[f32], expected: usize) -> Result<(), AggregationEr
     // An exponent of all ones is NaN or an infinity. OR-ing a flag per value has no early exit
     // and vectorises; the position is only looked for when something was found.
     const EXPONENT: u32 = 0x7f80_0000;
-    let bad = update.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT));
+    let scan = |chunk: &[f32]| chunk.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT));
+    // Large updates are scanned in parallel: validation sits on the coordinator's path.
+    let bad = if update.len() >= 1 << 18 {
+        use rayon::prelude::*;
+        update.par_chunks(1 << 16).map(scan).reduce(|| 0, |a, b| a | b)
+    } else {
+        scan(update)
+    };
     if bad == 0 {
         return Ok(());
     }

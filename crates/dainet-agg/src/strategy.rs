@@ -209,6 +209,8 @@ pub struct Strategy {
     config: StrategyConfig,
     server: ServerOptimizer,
     task_seed: u64,
+    /// The mean's accumulator, kept between rounds so a large model's is not allocated anew.
+    spare: Vec<f64>,
 }
 
 impl Strategy {
@@ -242,7 +244,7 @@ impl Strategy {
             _ => {}
         }
         let server = ServerOptimizer::new(config.server.clone())?;
-        Ok(Self { config, server, task_seed })
+        Ok(Self { config, server, task_seed, spare: Vec::new() })
     }
 
     /// The configuration.
@@ -262,13 +264,21 @@ impl Strategy {
     }
 
     /// Starts aggregating a round whose global model is `global`.
-    pub fn begin_round(&self, global: &[f32]) -> RoundAggregation {
+    pub fn begin_round(&mut self, global: &[f32]) -> RoundAggregation {
         let streaming = self.config.rule.streams() && self.config.bucket_size.is_none();
+        let (clip_norm, max_norm) = (self.config.clip_norm, self.config.max_update_norm);
+        // Without clipping or a bound, the mean takes client models as they are and subtracts
+        // the global model as it folds; otherwise it takes the changes computed here.
+        let spare = if streaming { std::mem::take(&mut self.spare) } else { Vec::new() };
+        let mean = match (clip_norm, max_norm) {
+            (None, None) => FedAvg::of_changes_in(spare, global.to_vec()),
+            _ => FedAvg::new_in(spare, global.len()),
+        };
         RoundAggregation {
             global: global.to_vec(),
-            clip_norm: self.config.clip_norm,
-            max_norm: self.config.max_update_norm,
-            mean: streaming.then(|| FedAvg::new(global.len())),
+            clip_norm,
+            max_norm,
+            mean: streaming.then_some(mean),
             kept: Vec::new(),
             count: 0,
         }
@@ -280,7 +290,11 @@ impl Strategy {
             return Err(AggregationError::Empty);
         }
         let delta = match agg.mean {
-            Some(mean) => mean.finish()?,
+            Some(mean) => {
+                let (delta, spare) = mean.finish_keeping_buffer()?;
+                self.spare = spare;
+                delta
+            }
             None => {
                 let (changes, weights) = self.bucketed(round, agg.kept);
                 let refs: Vec<&[f32]> = changes.iter().map(Vec::as_slice).collect();
@@ -344,14 +358,14 @@ impl RoundAggregation {
     /// Takes a client's model `update` with `weight` (its example count). A malformed update
     /// (wrong length, NaN or Inf, bad weight, change longer than the bound) is refused and
     /// changes nothing.
-    pub fn add(&mut self, update: &[f32], weight: f64) -> Result<(), AggregationError> {
+    pub fn add(&mut self, update: Vec<f32>, weight: f64) -> Result<(), AggregationError> {
         if let (Some(mean), None, None) = (&mut self.mean, self.clip_norm, self.max_norm) {
-            // The common case, in one pass: validate, then fold w·(θ_k − θ) into the mean.
-            mean.add_change(update, &self.global, weight)?;
+            // The common case: validate, then fold w·(θ_k − θ) into the mean with the next ones.
+            mean.push(update, weight)?;
             self.count += 1;
             return Ok(());
         }
-        check_update(update, self.global.len())?;
+        check_update(&update, self.global.len())?;
         if !(weight.is_finite() && weight > 0.0) {
             return Err(AggregationError::BadWeight(weight));
         }
@@ -367,7 +381,7 @@ impl RoundAggregation {
             robust::clip_to_norm(&mut change, c);
         }
         match &mut self.mean {
-            Some(mean) => mean.add(&change, weight)?,
+            Some(mean) => mean.push(change, weight)?,
             None => self.kept.push((change, weight)),
         }
         self.count += 1;
@@ -393,7 +407,7 @@ mod tests {
         let mut s = Strategy::new(config, 1)?;
         let mut agg = s.begin_round(global);
         for (u, w) in updates {
-            agg.add(u, *w)?;
+            agg.add(u.to_vec(), *w)?;
         }
         s.finish_round(1, agg)
     }
@@ -404,7 +418,7 @@ mod tests {
 
     #[test]
     fn fedavg_streams_and_equals_the_weighted_mean() {
-        let s = Strategy::new(named("fedavg"), 1).unwrap();
+        let mut s = Strategy::new(named("fedavg"), 1).unwrap();
         assert!(s.begin_round(&[0.0]).is_streaming());
         let out = run(named("fedavg"), &[1.0, 1.0], &[(&[2.0, 1.0], 1.0), (&[5.0, 3.0], 3.0)]).unwrap();
         assert_eq!(out, vec![4.25, 2.5]);
@@ -432,10 +446,10 @@ mod tests {
         config.max_update_norm = Some(2.0);
         let mut s = Strategy::new(config, 1).unwrap();
         let mut agg = s.begin_round(&[0.0, 0.0]);
-        assert!(matches!(agg.add(&[3.0, 4.0], 1.0), Err(AggregationError::NormTooLarge { .. })));
-        assert!(matches!(agg.add(&[f32::NAN, 0.0], 1.0), Err(AggregationError::NonFinite { .. })));
-        assert!(matches!(agg.add(&[1.0], 1.0), Err(AggregationError::WrongLength { .. })));
-        agg.add(&[1.0, 1.0], 1.0).unwrap();
+        assert!(matches!(agg.add(vec![3.0, 4.0], 1.0), Err(AggregationError::NormTooLarge { .. })));
+        assert!(matches!(agg.add(vec![f32::NAN, 0.0], 1.0), Err(AggregationError::NonFinite { .. })));
+        assert!(matches!(agg.add(vec![1.0], 1.0), Err(AggregationError::WrongLength { .. })));
+        agg.add(vec![1.0, 1.0], 1.0).unwrap();
         assert_eq!(agg.count(), 1);
         assert_eq!(s.finish_round(1, agg).unwrap(), vec![1.0, 1.0]);
     }
@@ -479,7 +493,7 @@ mod tests {
         config.server = ServerOpt::Sgd { lr: 10.0, momentum: 0.0 };
         let mut s = Strategy::new(config, 1).unwrap();
         let mut agg = s.begin_round(&[3.0e38]);
-        agg.add(&[3.3e38], 1.0).unwrap();
+        agg.add(vec![3.3e38], 1.0).unwrap();
         assert!(matches!(s.finish_round(1, agg), Err(AggregationError::NonFinite { .. })));
     }
 

@@ -273,7 +273,7 @@ impl Coordinator {
         let Some(open) = self.open.as_mut() else {
             return Err(Rejection::WrongRound { open: 0, got: round });
         };
-        let result = Self::accept(open, client, round, &update);
+        let result = Self::accept(open, client, round, update);
         if let Err(rejection) = &result {
             let kind = rejection.kind();
             match open.rejected.iter_mut().find(|(k, _)| *k == kind) {
@@ -286,7 +286,7 @@ impl Coordinator {
         result
     }
 
-    fn accept(open: &mut OpenRound, client: ClientId, round: u32, update: &Update) -> Result<(), Rejection> {
+    fn accept(open: &mut OpenRound, client: ClientId, round: u32, update: Update) -> Result<(), Rejection> {
         if round != open.round {
             return Err(Rejection::WrongRound { open: open.round, got: round });
         }
@@ -300,7 +300,7 @@ impl Coordinator {
             return Err(Rejection::NoExamples(client));
         }
         let weight = update.num_examples as f64;
-        open.aggregation.add(&update.params, weight).map_err(|reason| Rejection::Invalid { client, reason })?;
+        open.aggregation.add(update.params, weight).map_err(|reason| Rejection::Invalid { client, reason })?;
         open.answered.insert(client);
         open.examples += weight;
         if update.train_loss.is_finite() {
