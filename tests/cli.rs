@@ -403,3 +403,18 @@ fn compare_draws_several_runs() {
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     assert_clean_error(&dainet(&["compare", s(a.path()), "--labels", "x,y", "--out", s(&png)]), "labels");
 }
+
+#[test]
+fn updates_beyond_the_norm_bound_are_refused_counted_and_rounds_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every honest change of a round is far longer than 1e-6: all refused, nothing aggregated,
+    // the run still finishes and the report counts the refusals by reason.
+    let out = dainet(&simulate_args(s(dir.path()), &["--max-update-norm", "0.000001", "--round-timeout-ms", "300"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(dir.path());
+    for x in r["rounds"].as_array().unwrap() {
+        assert_eq!(x["rejected"]["norm_too_large"], 10);
+        assert_eq!(x["aggregated"], false);
+    }
+    assert_eq!(r["final_accuracy"], r["initial"]["accuracy"]);
+}

@@ -1,6 +1,7 @@
 //! Combine model updates into one.
 //!
-//! - [`strategy`]: a [`Strategy`](strategy::Strategy) composes an aggregation rule, a server
+//! - [`strategy`]: a [`Strategy`](strategy::Strategy) composes an aggregation rule (any
+//!   [`AggregationRule`](strategy::AggregationRule): the built-in ones or your own), a server
 //!   optimiser and two wrappers (update-norm clipping, bucketing); every strategy Flower users
 //!   know is one [`StrategyConfig::named`](strategy::StrategyConfig::named) call away, with
 //!   Flower's defaults.

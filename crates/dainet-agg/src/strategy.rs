@@ -20,8 +20,28 @@ use crate::robust;
 use crate::server_opt::{ServerOpt, ServerOptimizer};
 use dainet_core::{Purpose, SplitMix64};
 
+/// A way to combine one round's changes into one change: the seam for rules of your own.
+///
+/// Implement [`AggregationRule::combine`] (and [`AggregationRule::min_updates`] if the rule
+/// needs more than one change), wrap it in [`Rule::Custom`], and it works with every server
+/// optimiser and both wrappers. Implementations must be deterministic: the same changes in
+/// the same order give the same bits.
+pub trait AggregationRule: Send + Sync + std::fmt::Debug {
+    /// A short name with its parameters, e.g. `krum(f=2)`.
+    fn name(&self) -> String;
+
+    /// The fewest changes the rule can combine (e.g. 2f + 3 for Krum). Default: 1.
+    fn min_updates(&self) -> usize {
+        1
+    }
+
+    /// Combines `changes` (client model minus global model); `weights` are the clients'
+    /// example counts, in the same order.
+    fn combine(&self, changes: &[&[f32]], weights: &[f64]) -> Result<Vec<f32>, AggregationError>;
+}
+
 /// How the changes of a round are combined.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Rule {
     /// The example-weighted mean (FedAvg, McMahan et al. 2017).
     Mean,
@@ -56,11 +76,34 @@ pub enum Rule {
         /// Iterations L.
         iterations: usize,
     },
+    /// A rule of your own.
+    Custom(std::sync::Arc<dyn AggregationRule>),
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Rule::Custom(a), Rule::Custom(b)) => std::sync::Arc::ptr_eq(a, b),
+            (Rule::Custom(_), _) | (_, Rule::Custom(_)) => false,
+            _ => self.name() == other.name(),
+        }
+    }
 }
 
 impl Rule {
     fn streams(&self) -> bool {
         matches!(self, Rule::Mean)
+    }
+}
+
+impl AggregationRule for Rule {
+    fn min_updates(&self) -> usize {
+        match *self {
+            Rule::Krum { f } | Rule::MultiKrum { f, .. } => 2 * f + 3,
+            Rule::Bulyan { f } => 4 * f + 3,
+            Rule::Custom(ref rule) => rule.min_updates(),
+            _ => 1,
+        }
     }
 
     fn name(&self) -> String {
@@ -72,12 +115,14 @@ impl Rule {
             Rule::MultiKrum { f, m } => format!("multi-krum(f={f},m={m})"),
             Rule::Bulyan { f } => format!("bulyan(f={f})"),
             Rule::CenteredClipping { tau, iterations } => format!("centered-clipping(tau={tau},L={iterations})"),
+            Rule::Custom(rule) => rule.name(),
         }
     }
 
     /// Combines `changes` (with example counts `weights`, used by the mean only).
     fn combine(&self, changes: &[&[f32]], weights: &[f64]) -> Result<Vec<f32>, AggregationError> {
         match *self {
+            Rule::Custom(ref rule) => rule.combine(changes, weights),
             Rule::Mean => {
                 let len = changes.first().map_or(0, |c| c.len());
                 let mut mean = FedAvg::new(len);
@@ -255,12 +300,7 @@ impl Strategy {
     /// Minimum updates a round needs for the rule to be defined (e.g. 4f + 3 for Bulyan),
     /// counted after bucketing.
     pub fn min_updates(&self) -> usize {
-        let base = match self.config.rule {
-            Rule::Krum { f } | Rule::MultiKrum { f, .. } => 2 * f + 3,
-            Rule::Bulyan { f } => 4 * f + 3,
-            _ => 1,
-        };
-        base * self.config.bucket_size.unwrap_or(1)
+        self.config.rule.min_updates() * self.config.bucket_size.unwrap_or(1)
     }
 
     /// Starts aggregating a round whose global model is `global`.
@@ -495,6 +535,34 @@ mod tests {
         let mut agg = s.begin_round(&[3.0e38]);
         agg.add(vec![3.3e38], 1.0).unwrap();
         assert!(matches!(s.finish_round(1, agg), Err(AggregationError::NonFinite { .. })));
+    }
+
+    /// The coordinate-wise maximum, as a rule from outside the crate would be written.
+    #[derive(Debug)]
+    struct Max;
+
+    impl AggregationRule for Max {
+        fn name(&self) -> String {
+            "max".into()
+        }
+
+        fn combine(&self, changes: &[&[f32]], _weights: &[f64]) -> Result<Vec<f32>, AggregationError> {
+            let first = changes.first().ok_or(AggregationError::Empty)?;
+            Ok((0..first.len()).map(|i| changes.iter().map(|c| c[i]).fold(f32::NEG_INFINITY, f32::max)).collect())
+        }
+    }
+
+    #[test]
+    fn a_custom_rule_plugs_into_a_strategy_with_a_wrapper() {
+        let mut config = named("fedavg");
+        config.rule = Rule::Custom(std::sync::Arc::new(Max));
+        config.clip_norm = Some(1.0);
+        // Changes [3, 0] and [0, 0.5] from [1, 1]; clipped: [1, 0] and [0, 0.5]; max: [1, 0.5].
+        let out = run(config.clone(), &[1.0, 1.0], &[(&[4.0, 1.0], 1.0), (&[1.0, 1.5], 1.0)]).unwrap();
+        // Clipping lands a hair inside the bound (clip_to_norm guarantees ‖Δ‖ ≤ bound).
+        assert!((out[0] - 2.0).abs() < 1e-6 && out[1] == 1.5, "{out:?}");
+        assert!(config.describe().contains("max"));
+        assert_eq!(config.rule, config.clone().rule);
     }
 
     #[test]
