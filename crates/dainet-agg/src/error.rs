@@ -73,3 +73,24 @@ pub fn check_update(update: &[f32], expected: usize) -> Result<(), AggregationEr
     let index = update.iter().position(|v| !v.is_finite()).expect("a non-finite value was seen");
     Err(AggregationError::NonFinite { index, value: update[index] })
 }
+
+/// An update that passed [`check_update`]: the expected length, every value finite.
+///
+/// Validation is the step before aggregation: it happens as an update arrives (and is
+/// refused and counted there), so aggregation can take `Checked` updates without scanning
+/// them again.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a>(&'a [f32]);
+
+impl<'a> Checked<'a> {
+    /// Checks `values` against the expected length.
+    pub fn new(values: &'a [f32], expected: usize) -> Result<Self, AggregationError> {
+        check_update(values, expected)?;
+        Ok(Self(values))
+    }
+
+    /// The checked values.
+    pub fn values(&self) -> &'a [f32] {
+        self.0
+    }
+}

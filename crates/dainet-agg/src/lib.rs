@@ -27,5 +27,5 @@ pub mod robust;
 pub mod server_opt;
 pub mod strategy;
 
-pub use error::{check_update, AggregationError};
+pub use error::{check_update, AggregationError, Checked};
 pub use mean::FedAvg;

@@ -8,7 +8,7 @@
 //! Every coordinate still adds its terms in arrival order, so the result has the same bits
 //! as folding one at a time, whatever the batch and whatever the thread count.
 
-use crate::error::{check_update, AggregationError};
+use crate::error::{check_update, AggregationError, Checked};
 use rayon::prelude::*;
 
 /// Owned updates that wait to be folded together; the most that are ever resident.
@@ -96,6 +96,28 @@ impl FedAvg {
         Ok(())
     }
 
+    /// Folds in a batch of updates already checked on arrival, together, in one pass over
+    /// the accumulator: the aggregation step proper, for a caller that holds the round's
+    /// updates (validation being the step before it).
+    pub fn add_checked(&mut self, batch: &[(Checked<'_>, f64)]) -> Result<(), AggregationError> {
+        for (update, weight) in batch {
+            if update.values().len() != self.sum.len() {
+                return Err(AggregationError::WrongLength { expected: self.sum.len(), got: update.values().len() });
+            }
+            if !(weight.is_finite() && *weight > 0.0) {
+                return Err(AggregationError::BadWeight(*weight));
+            }
+        }
+        self.flush();
+        let refs: Vec<(&[f32], f64)> = batch.iter().map(|(u, w)| (u.values(), *w)).collect();
+        for chunk in refs.chunks(FOLD_BATCH) {
+            fold(&mut self.sum, self.base.as_deref(), chunk);
+        }
+        self.total_weight += batch.iter().map(|(_, w)| w).sum::<f64>();
+        self.count += batch.len();
+        Ok(())
+    }
+
     fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -121,14 +143,23 @@ impl FedAvg {
     }
 
     /// The weighted mean, and the accumulator to reuse with [`FedAvg::new_in`].
-    pub fn finish_keeping_buffer(mut self) -> Result<(Vec<f32>, Vec<f64>), AggregationError> {
+    pub fn finish_keeping_buffer(self) -> Result<(Vec<f32>, Vec<f64>), AggregationError> {
+        let mut mean = Vec::new();
+        let buffer = self.finish_into(&mut mean)?;
+        Ok((mean, buffer))
+    }
+
+    /// Writes the weighted mean into `out` (reusing its allocation) and returns the
+    /// accumulator to reuse with [`FedAvg::new_in`].
+    pub fn finish_into(mut self, out: &mut Vec<f32>) -> Result<Vec<f64>, AggregationError> {
         if self.count == 0 {
             return Err(AggregationError::Empty);
         }
         self.flush();
         let w = self.total_weight;
-        let mean = self.sum.iter().map(|s| (s / w) as f32).collect();
-        Ok((mean, self.sum))
+        out.clear();
+        out.extend(self.sum.iter().map(|s| (s / w) as f32));
+        Ok(self.sum)
     }
 }
 
@@ -255,6 +286,27 @@ mod tests {
         let mut second = FedAvg::of_changes_in(buffer, vec![1.0, 1.0]);
         second.add(&[2.0, 3.0], 1.0).unwrap();
         assert_eq!(second.finish().unwrap(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn checked_batches_fold_like_single_updates() {
+        let updates: Vec<Vec<f32>> = (0..11).map(|k| vec![k as f32, -(k as f32) * 0.5, 0.25]).collect();
+        let mut one = FedAvg::new(3);
+        for u in &updates {
+            one.add(u, 2.0).unwrap();
+        }
+        let checked: Vec<(Checked<'_>, f64)> = updates.iter().map(|u| (Checked::new(u, 3).unwrap(), 2.0)).collect();
+        let mut batch = FedAvg::new(3);
+        batch.add_checked(&checked).unwrap();
+        let mut out = vec![9.0; 1];
+        batch.finish_into(&mut out).unwrap();
+        assert_eq!(one.finish().unwrap(), out);
+        // Checked refuses what check_update refuses.
+        assert!(Checked::new(&[f32::NAN], 1).is_err());
+        assert!(Checked::new(&[1.0], 2).is_err());
+        let short = [1.0f32];
+        let mut wrong = FedAvg::new(3);
+        assert!(wrong.add_checked(&[(Checked::new(&short, 1).unwrap(), 1.0)]).is_err());
     }
 
     #[test]
