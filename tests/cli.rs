@@ -289,16 +289,23 @@ fn plain_idx_labels(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn the_example_config_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dirichlet-fedprox.toml");
-    let out = dainet(&["simulate", "--config", s(&config), "--rounds", "2", "--out", s(dir.path())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["clients"], 50);
-    assert_eq!(report["config"]["partition"], "dirichlet");
-    assert_eq!(report["rounds"].as_array().unwrap().len(), 2);
+fn every_example_config_runs() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let config = entry.unwrap().path();
+        if config.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dainet(&["simulate", "--config", s(&config), "--rounds", "2", "--out", s(dir.path())]);
+        assert!(out.status.success(), "{}: {}", config.display(), String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["rounds"].as_array().unwrap().len(), 2, "{}", config.display());
+        ran += 1;
+    }
+    assert_eq!(ran, 2, "examples/ holds two configs");
 }
 
 // Strategies, attacks and faults (issue 3).
