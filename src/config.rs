@@ -133,6 +133,7 @@ pub struct RunConfig {
     pub dropouts: f64,
     pub synthetic_alpha: f64,
     pub synthetic_beta: f64,
+    pub carry_momentum: bool,
 }
 
 impl Default for RunConfig {
@@ -192,6 +193,7 @@ impl Default for RunConfig {
             dropouts: 0.0,
             synthetic_alpha: 1.0,
             synthetic_beta: 1.0,
+            carry_momentum: false,
         }
     }
 }
@@ -350,6 +352,10 @@ pub struct ConfigPatch {
     /// β of --dataset synthetic (how much devices' data differ) [default: 1].
     #[arg(long)]
     pub synthetic_beta: Option<f64>,
+    /// Clients keep their SGD momentum from one round they take part in to the next (worker
+    /// momentum, as centered clipping assumes; needs --momentum) [default: false].
+    #[arg(long)]
+    pub carry_momentum: Option<bool>,
     /// Simulated one-way network latency in milliseconds [default: 50].
     #[arg(long)]
     pub latency_ms: Option<u64>,
@@ -374,7 +380,7 @@ impl RunConfig {
         set!(model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
         set!(latency_ms, out, checkpoint_every, min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr);
         set!(server_momentum, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon, backdoor_target);
-        set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta);
+        set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta, carry_momentum);
         set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms, robust_f, multi_krum_m);
         set_opt!(clip_norm, bucket_size, max_update_norm, attack, alie_z, backdoor_boost);
     }
@@ -457,6 +463,9 @@ impl RunConfig {
         }
         if self.dropouts > 0.0 && self.round_timeout_ms.is_none() {
             bail!("dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever");
+        }
+        if self.carry_momentum && self.momentum == 0.0 {
+            bail!("carry_momentum needs client momentum (--momentum, e.g. 0.9)");
         }
         if self.min_updates == 0 {
             bail!("min_updates = 0: a round needs at least one update");

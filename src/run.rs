@@ -362,6 +362,7 @@ pub fn execute(
         sgd,
         task_seed: c.seed,
         faults: plan.faults.clone(),
+        carry_momentum: c.carry_momentum,
     };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
     let mut last = Arc::new(start);

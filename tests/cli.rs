@@ -69,7 +69,7 @@ fn simulate_writes_the_run_folder() {
 #[test]
 fn same_seed_gives_identical_model_bytes_on_one_and_two_threads() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let args = ["--partition", "dirichlet", "--momentum", "0.5"];
+    let args = ["--partition", "dirichlet", "--momentum", "0.5", "--carry-momentum", "true"];
     assert!(dainet_env(&simulate_args(s(a.path()), &args), "RAYON_NUM_THREADS", "1").status.success());
     assert!(dainet_env(&simulate_args(s(b.path()), &args), "RAYON_NUM_THREADS", "2").status.success());
     let (ma, mb) = (
@@ -375,6 +375,23 @@ fn strategy_settings_that_cannot_work_are_refused_before_training() {
     assert_clean_error(&dainet(&["simulate", "--attack", "ipm"]), "byzantine");
     assert_clean_error(&dainet(&["simulate", "--trim-beta", "0.5", "--strategy", "trimmed-mean"]), "beta");
     assert_clean_error(&dainet(&["simulate", "--dropouts", "1.5"]), "dropouts");
+}
+
+#[test]
+fn carried_client_momentum_changes_the_run_and_needs_momentum() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // 10 clients, all sampled every round: from round 2 on, carried momentum matters.
+    let base = ["--clients", "10", "--fraction", "1", "--momentum", "0.9", "--strategy", "centered-clipping"];
+    assert!(dainet(&simulate_args(s(a.path()), &base)).status.success());
+    let carried = [&base[..], &["--carry-momentum", "true"]].concat();
+    assert!(dainet(&simulate_args(s(b.path()), &carried)).status.success());
+    let acc = |d: &Path| {
+        report(d)["rounds"].as_array().unwrap().iter().map(|r| r["loss"].as_f64().unwrap()).collect::<Vec<_>>()
+    };
+    let (la, lb) = (acc(a.path()), acc(b.path()));
+    assert_eq!(la[0], lb[0], "round 1 starts every client from zero momentum either way");
+    assert_ne!(la[2], lb[2], "by round 3 the carried momentum changes the model");
+    assert_clean_error(&dainet(&["simulate", "--carry-momentum", "true"]), "momentum");
 }
 
 #[test]

@@ -19,4 +19,4 @@ pub mod train;
 pub use data::Dataset;
 pub use eval::{evaluate, Evaluation};
 pub use model::{Model, ModelSpec, Scratch};
-pub use train::{train_local, LocalUpdate, SgdConfig};
+pub use train::{train_local, train_local_with_momentum, LocalUpdate, SgdConfig};

@@ -34,7 +34,7 @@ impl Default for SgdConfig {
 }
 
 impl SgdConfig {
-    fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         self.momentum == 0.0 && self.weight_decay == 0.0 && self.prox_mu == 0.0
     }
 }
@@ -53,7 +53,7 @@ pub struct LocalUpdate {
 }
 
 /// Trains `model` from `global` on the examples `indices` of `data` with `cfg`, drawing the
-/// batch order from `batch_rng`.
+/// batch order from `batch_rng`. The momentum buffer starts at zero.
 ///
 /// `indices` must be in range and `cfg.batch_size` positive: both are validated when the
 /// run is planned, before any training starts.
@@ -66,10 +66,30 @@ pub fn train_local(
     batch_rng: &mut SplitMix64,
     scratch: &mut Scratch,
 ) -> LocalUpdate {
+    train_local_with_momentum(model, global, data, indices, cfg, batch_rng, scratch, &mut Vec::new())
+}
+
+/// As [`train_local`], starting from the momentum buffer `velocity` and leaving the final one
+/// in it, so a client can carry its momentum from one round to the next (worker momentum, as
+/// in Karimireddy, He and Jaggi 2021, <https://arxiv.org/abs/2012.10333>). An empty
+/// `velocity` starts at zero.
+#[allow(clippy::too_many_arguments)]
+pub fn train_local_with_momentum(
+    model: &dyn Model,
+    global: &[f32],
+    data: &Dataset,
+    indices: &[usize],
+    cfg: &SgdConfig,
+    batch_rng: &mut SplitMix64,
+    scratch: &mut Scratch,
+    velocity: &mut Vec<f32>,
+) -> LocalUpdate {
     assert!(cfg.batch_size > 0, "batch size is validated before training");
     let dim = data.dim();
     let mut params = global.to_vec();
-    let mut velocity = if cfg.momentum != 0.0 { vec![0.0; params.len()] } else { Vec::new() };
+    if cfg.momentum != 0.0 && velocity.len() != params.len() {
+        *velocity = vec![0.0; params.len()];
+    }
     let mut grad = Vec::new();
     let mut x = Vec::with_capacity(cfg.batch_size * dim);
     let mut y = Vec::with_capacity(cfg.batch_size);
@@ -91,7 +111,7 @@ pub fn train_local(
             } else {
                 grad.resize(params.len(), 0.0);
                 let loss = model.loss_grad(&params, &x, &y, &mut grad, scratch);
-                apply_step(&mut params, &mut grad, &mut velocity, global, cfg);
+                apply_step(&mut params, &mut grad, velocity, global, cfg);
                 loss
             };
             steps += 1;

@@ -37,7 +37,7 @@
 //! let coordinator = Coordinator::new(rounds, fedavg, model.init(1), 1).unwrap();
 //! let federation = Federation {
 //!     model: model.as_ref(), train: &data, partition: &part, sgd: SgdConfig::default(), task_seed: 1,
-//!     faults: Faults::default(),
+//!     faults: Faults::default(), carry_momentum: false,
 //! };
 //! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default());
 //! let mut closed = Vec::new();
@@ -59,7 +59,7 @@ use dainet_agg::attack;
 use dainet_core::{Purpose, SplitMix64};
 use dainet_ml::data::poison::{backdoor_dataset, flip_labels};
 use dainet_ml::data::Partition;
-use dainet_ml::{train_local, Dataset, Model, Scratch, SgdConfig};
+use dainet_ml::{train_local_with_momentum, Dataset, Model, Scratch, SgdConfig};
 use dainet_protocol::round::{Action, Coordinator, RoundOutcome, TrainRequest, Update};
 use dainet_protocol::{ClientId, Time};
 use faults::{Attack, Faults, RoundFaults};
@@ -82,6 +82,9 @@ pub struct Federation<'a> {
     pub task_seed: u64,
     /// Byzantine clients, stragglers, dropouts (none by default).
     pub faults: Faults,
+    /// Whether each client keeps its SGD momentum from one participation to the next
+    /// (worker momentum; with `sgd.momentum > 0`). Off by default: momentum restarts each round.
+    pub carry_momentum: bool,
 }
 
 /// The simulated network between the coordinator and its clients.
@@ -99,7 +102,7 @@ impl Default for NetworkModel {
 }
 
 /// Client `req.client`'s local training, on poisoned data if it runs a data attack.
-fn train_client(fed: &Federation<'_>, req: &TrainRequest, scratch: &mut Scratch) -> Update {
+fn train_client(fed: &Federation<'_>, req: &TrainRequest, scratch: &mut Scratch, velocity: &mut Vec<f32>) -> Update {
     let k = req.client.0 as usize;
     let (round, client) = (u64::from(req.round), k as u64);
     let mut rng = SplitMix64::stream(fed.task_seed, Purpose::BatchOrder, round, client);
@@ -125,9 +128,18 @@ fn train_client(fed: &Federation<'_>, req: &TrainRequest, scratch: &mut Scratch)
     let local = match &poisoned {
         Some(data) => {
             let all: Vec<usize> = (0..data.len()).collect();
-            train_local(fed.model, req.params.values(), data, &all, &sgd, &mut rng, scratch)
+            train_local_with_momentum(fed.model, req.params.values(), data, &all, &sgd, &mut rng, scratch, velocity)
         }
-        None => train_local(fed.model, req.params.values(), fed.train, indices, &sgd, &mut rng, scratch),
+        None => train_local_with_momentum(
+            fed.model,
+            req.params.values(),
+            fed.train,
+            indices,
+            &sgd,
+            &mut rng,
+            scratch,
+            velocity,
+        ),
     };
     Update { params: local.params, num_examples: local.num_examples as u64, train_loss: local.mean_loss }
 }
@@ -179,6 +191,8 @@ pub struct Simulator<'a> {
     next_seq: u64,
     /// Faults of the rounds not yet closed, by round.
     faults: std::collections::BTreeMap<u32, RoundFaults>,
+    /// Each client's momentum, kept between its rounds when `carry_momentum` is on.
+    momentum: std::collections::BTreeMap<u32, Vec<f32>>,
 }
 
 impl<'a> Simulator<'a> {
@@ -192,6 +206,7 @@ impl<'a> Simulator<'a> {
             in_flight: BinaryHeap::new(),
             next_seq: 0,
             faults: Default::default(),
+            momentum: Default::default(),
         }
     }
 
@@ -239,8 +254,23 @@ impl<'a> Simulator<'a> {
         // Dropouts never answer; the round closes at its deadline without them.
         let requests: Vec<TrainRequest> =
             requests.into_iter().filter(|r| !fed.faults.drops_out(seed, r.round, r.client.0)).collect();
-        let mut updates: Vec<Update> =
-            requests.par_iter().map_init(Scratch::default, |scratch, req| train_client(fed, req, scratch)).collect();
+        // Each client's carried momentum goes to the one task that trains it and comes back.
+        let carry = fed.carry_momentum;
+        let mut velocities: Vec<Vec<f32>> = requests
+            .iter()
+            .map(|r| if carry { self.momentum.remove(&r.client.0).unwrap_or_default() } else { Vec::new() })
+            .collect();
+        let fed = &self.federation;
+        let mut updates: Vec<Update> = requests
+            .par_iter()
+            .zip(velocities.par_iter_mut())
+            .map_init(Scratch::default, |scratch, (req, velocity)| train_client(fed, req, scratch, velocity))
+            .collect();
+        if carry {
+            for (req, velocity) in requests.iter().zip(velocities) {
+                self.momentum.insert(req.client.0, velocity);
+            }
+        }
         let stats = self.apply_update_attacks(&requests, &mut updates);
         if let Some(round) = round {
             let entry = self.faults.entry(round).or_default();
