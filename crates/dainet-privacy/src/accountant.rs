@@ -1,0 +1,1 @@
+//! The RDP accountant (being written).

@@ -1,0 +1,1 @@
+//! SecAgg+ (being written).
