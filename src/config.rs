@@ -66,6 +66,16 @@ pub enum AttackKind {
     Backdoor,
 }
 
+/// Who adds the differential-privacy noise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DpNoise {
+    /// The server adds it to the sum.
+    Central,
+    /// Each client adds its share (composes with secure aggregation).
+    Distributed,
+}
+
 /// Which built-in model to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -134,6 +144,15 @@ pub struct RunConfig {
     pub synthetic_alpha: f64,
     pub synthetic_beta: f64,
     pub carry_momentum: bool,
+    pub dp_noise_multiplier: Option<f64>,
+    pub dp_clip_norm: f64,
+    pub dp_adaptive_clip: bool,
+    pub dp_target_quantile: f64,
+    pub dp_clip_lr: f64,
+    pub dp_count_stddev: Option<f64>,
+    pub dp_noise: DpNoise,
+    pub dp_delta: f64,
+    pub dp_epsilon: Option<f64>,
 }
 
 impl Default for RunConfig {
@@ -194,6 +213,15 @@ impl Default for RunConfig {
             synthetic_alpha: 1.0,
             synthetic_beta: 1.0,
             carry_momentum: false,
+            dp_noise_multiplier: None,
+            dp_clip_norm: 1.0,
+            dp_adaptive_clip: false,
+            dp_target_quantile: 0.5,
+            dp_clip_lr: 0.2,
+            dp_count_stddev: None,
+            dp_noise: DpNoise::Central,
+            dp_delta: 1e-5,
+            dp_epsilon: None,
         }
     }
 }
@@ -356,6 +384,34 @@ pub struct ConfigPatch {
     /// momentum, as centered clipping assumes; needs --momentum) [default: false].
     #[arg(long)]
     pub carry_momentum: Option<bool>,
+    /// Differential privacy: the noise multiplier z (noise std over the clipping norm);
+    /// giving it turns client-level DP-FedAvg on [default: off].
+    #[arg(long)]
+    pub dp_noise_multiplier: Option<f64>,
+    /// DP clipping norm C of every client's change (the first round's, if adaptive) [default: 1.0].
+    #[arg(long)]
+    pub dp_clip_norm: Option<f64>,
+    /// Adapt C toward a quantile of the update norms (Andrew et al. 2021) [default: false].
+    #[arg(long)]
+    pub dp_adaptive_clip: Option<bool>,
+    /// Target quantile of adaptive clipping [default: 0.5].
+    #[arg(long)]
+    pub dp_target_quantile: Option<f64>,
+    /// Learning rate of adaptive clipping [default: 0.2].
+    #[arg(long)]
+    pub dp_clip_lr: Option<f64>,
+    /// Noise on the unclipped count of adaptive clipping [default: clients per round / 20].
+    #[arg(long)]
+    pub dp_count_stddev: Option<f64>,
+    /// Who adds the DP noise [default: central].
+    #[arg(long, value_enum)]
+    pub dp_noise: Option<DpNoise>,
+    /// δ of the reported (ε, δ) [default: 1e-5].
+    #[arg(long)]
+    pub dp_delta: Option<f64>,
+    /// Privacy budget ε: training stops before a round would exceed it [default: none].
+    #[arg(long)]
+    pub dp_epsilon: Option<f64>,
     /// Simulated one-way network latency in milliseconds [default: 50].
     #[arg(long)]
     pub latency_ms: Option<u64>,
@@ -381,6 +437,8 @@ impl RunConfig {
         set!(latency_ms, out, checkpoint_every, min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr);
         set!(server_momentum, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon, backdoor_target);
         set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta, carry_momentum);
+        set!(dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
+        set_opt!(dp_noise_multiplier, dp_count_stddev, dp_epsilon);
         set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms, robust_f, multi_krum_m);
         set_opt!(clip_norm, bucket_size, max_update_norm, attack, alie_z, backdoor_boost);
     }
@@ -463,6 +521,17 @@ impl RunConfig {
         }
         if self.dropouts > 0.0 && self.round_timeout_ms.is_none() {
             bail!("dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever");
+        }
+        if !(self.dp_delta > 0.0 && self.dp_delta < 1.0) {
+            bail!("dp_delta = {} is outside (0, 1)", self.dp_delta);
+        }
+        if self.dp_epsilon.is_some() && self.dp_noise_multiplier.is_none() {
+            bail!("dp_epsilon (a privacy budget) needs differential privacy on (--dp-noise-multiplier Z)");
+        }
+        if let Some(budget) = self.dp_epsilon {
+            if !(budget.is_finite() && budget > 0.0) {
+                bail!("dp_epsilon = {budget} must be a positive number");
+            }
         }
         if self.carry_momentum && self.momentum == 0.0 {
             bail!("carry_momentum needs client momentum (--momentum, e.g. 0.9)");

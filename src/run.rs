@@ -4,8 +4,9 @@
 //! depends on the data. [`execute`] drives the sans-IO coordinator with the simulator and
 //! evaluates the global model centrally after every round.
 
-use crate::config::{AttackKind, DatasetKind, ModelKind, PartitionKind, RunConfig};
+use crate::config::{AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, RunConfig};
 use anyhow::{bail, Context, Result};
+use dainet_agg::dp::{Clipping, DpConfig, NoisePlacement};
 use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 use dainet_core::{Params, Purpose, SplitMix64};
 use dainet_ml::data::csv::{load_csv, ColumnRef, CsvOptions};
@@ -14,6 +15,7 @@ use dainet_ml::data::partition::{natural_client_ids, partition, Partition, Parti
 use dainet_ml::data::poison::{triggered_test_set, Trigger};
 use dainet_ml::data::synthetic::{generate, SyntheticConfig};
 use dainet_ml::{evaluate, Dataset, Evaluation, Model, ModelSpec, SgdConfig};
+use dainet_privacy::accountant::{default_orders, Conversion, RdpAccountant};
 use dainet_protocol::round::{Coordinator, RoundConfig, RoundOutcome};
 use dainet_sim::faults::{Attack, Faults, RoundFaults};
 use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
@@ -66,6 +68,12 @@ pub struct RoundRecord {
     pub faults: RoundFaults,
     /// Share of triggered test images classified as the backdoor target (backdoor only).
     pub backdoor_success: Option<f64>,
+    /// The (ε, δ = dp_delta) spent so far, classic RDP conversion (differential privacy only).
+    pub epsilon: Option<f64>,
+    /// The same with the tighter conversion of Balle et al. 2020.
+    pub epsilon_tight: Option<f64>,
+    /// The clipping norm the next round uses (differential privacy only).
+    pub dp_clip_norm: Option<f64>,
 }
 
 /// Loads the configured dataset and splits off the test set (the last `test_fraction`).
@@ -159,7 +167,10 @@ pub fn plan(config: RunConfig) -> Result<Plan> {
     let per_round = config.clients_per_round(partition.num_clients()) as usize;
     let strategy = strategy_config(&config, per_round)?;
     let (faults, triggered_test) = faults(&config, &train, &test, partition.num_clients(), per_round)?;
-    Ok(Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test })
+    let plan = Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test };
+    // A privacy budget that cannot cover even the first round is refused before any output.
+    Privacy::new(&plan, 1)?;
+    Ok(plan)
 }
 
 /// The strategy the config names, with the defaults that depend on the round size.
@@ -179,6 +190,24 @@ fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
     strategy.clip_norm = c.clip_norm;
     strategy.bucket_size = c.bucket_size;
     strategy.max_update_norm = c.max_update_norm;
+    strategy.dp = c.dp_noise_multiplier.map(|z| DpConfig {
+        noise_multiplier: z,
+        clipping: if c.dp_adaptive_clip {
+            Clipping::Adaptive {
+                initial_norm: c.dp_clip_norm,
+                target_quantile: c.dp_target_quantile,
+                learning_rate: c.dp_clip_lr,
+                count_stddev: c.dp_count_stddev,
+            }
+        } else {
+            Clipping::Fixed { norm: c.dp_clip_norm }
+        },
+        placement: match c.dp_noise {
+            DpNoise::Central => NoisePlacement::Central,
+            DpNoise::Distributed => NoisePlacement::Distributed,
+        },
+        clients_per_round: per_round,
+    });
     // Build it once to check every setting before any data moves.
     let built = Strategy::new(strategy.clone(), c.seed)?;
     if built.min_updates() > per_round {
@@ -308,17 +337,67 @@ impl Plan {
     }
 }
 
-/// Where a run starts: θ_{first_round − 1} and, when resuming, the server optimiser's state.
+/// Where a run starts: θ_{first_round − 1} and, when resuming, the strategy's state.
 pub struct Start {
     pub params: Params,
     pub first_round: u32,
     pub server_state: Option<(Vec<f32>, Vec<f32>)>,
+    pub dp_clip_norm: Option<f64>,
 }
 
 impl Start {
     /// A new run from `params`.
     pub fn fresh(params: Params) -> Self {
-        Self { params, first_round: 1, server_state: None }
+        Self { params, first_round: 1, server_state: None, dp_clip_norm: None }
+    }
+}
+
+/// Privacy accounting of a DP run: the RDP of every round so far, and the budget.
+struct Privacy {
+    accountant: RdpAccountant,
+    q: f64,
+    z: f64,
+    delta: f64,
+    budget: Option<f64>,
+}
+
+impl Privacy {
+    /// The accountant of `plan`, with the rounds before `first_round` already composed.
+    fn new(plan: &Plan, first_round: u32) -> Result<Option<Self>> {
+        let Some(dp) = &plan.strategy.dp else { return Ok(None) };
+        let c = &plan.config;
+        // Each round samples m of K clients; the accountant assumes Poisson sampling with
+        // q = m/K, the usual approximation for fixed-size sampling.
+        let q = dp.clients_per_round as f64 / plan.partition.num_clients() as f64;
+        let mut accountant = RdpAccountant::new(default_orders())?;
+        if first_round > 1 {
+            accountant.compose(q, dp.noise_multiplier, u64::from(first_round - 1))?;
+        }
+        let privacy = Self { accountant, q, z: dp.noise_multiplier, delta: c.dp_delta, budget: c.dp_epsilon };
+        if let Some(budget) = privacy.budget {
+            let next = privacy.accountant.epsilon_after(q, privacy.z, 1, privacy.delta, Conversion::Classic)?;
+            if next > budget {
+                bail!(
+                    "the privacy budget ε = {budget} does not cover round {first_round} (it would reach ε = {next:.4} \
+                     at δ = {}); raise --dp-epsilon or --dp-noise-multiplier",
+                    privacy.delta
+                );
+            }
+        }
+        Ok(Some(privacy))
+    }
+
+    /// Composes one round; returns (ε classic, ε tight, whether the next round would exceed
+    /// the budget).
+    fn round(&mut self) -> Result<(f64, f64, bool)> {
+        self.accountant.compose(self.q, self.z, 1)?;
+        let eps = self.accountant.epsilon(self.delta, Conversion::Classic)?;
+        let tight = self.accountant.epsilon(self.delta, Conversion::Tight)?;
+        let stop = match self.budget {
+            Some(budget) => self.accountant.epsilon_after(self.q, self.z, 1, self.delta, Conversion::Classic)? > budget,
+            None => false,
+        };
+        Ok((eps, tight, stop))
     }
 }
 
@@ -330,11 +409,16 @@ pub fn execute(
     start: Start,
     mut on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
 ) -> Result<Arc<Params>> {
-    let Start { params: start, first_round, server_state } = start;
+    let Start { params: start, first_round, server_state, dp_clip_norm } = start;
     let mut strategy = Strategy::new(plan.strategy.clone(), plan.config.seed)?;
     if let Some((m, v)) = server_state {
         strategy.restore_server_state(m, v)?;
     }
+    if let Some(norm) = dp_clip_norm {
+        strategy.restore_dp_clip_norm(norm);
+    }
+    let mut privacy = Privacy::new(plan, first_round)?;
+    let mut out_of_budget = false;
     let c = &plan.config;
     let num_clients = plan.partition.num_clients();
     let per_round = c.clients_per_round(num_clients);
@@ -370,6 +454,14 @@ pub fn execute(
     let mut round_start = Instant::now();
     let end = sim.run(|outcome: &RoundOutcome, faults: &RoundFaults| {
         let eval = plan.evaluate(outcome.params.values());
+        let (epsilon, epsilon_tight, stop) = match privacy.as_mut().map(Privacy::round) {
+            Some(Ok((e, t, stop))) => (Some(e), Some(t), stop),
+            Some(Err(e)) => {
+                error = Some(e);
+                return std::ops::ControlFlow::Break(());
+            }
+            None => (None, None, false),
+        };
         let backdoor_success =
             plan.triggered_test.as_ref().map(|t| evaluate(plan.model.as_ref(), outcome.params.values(), t).accuracy);
         let record = RoundRecord {
@@ -387,11 +479,18 @@ pub fn execute(
             virtual_ms: outcome.closed_at.0,
             faults: faults.clone(),
             backdoor_success,
+            epsilon,
+            epsilon_tight,
+            dp_clip_norm: outcome.dp_clip_norm,
         };
         last = outcome.params.clone();
         let result = on_round(&record, outcome);
         round_start = Instant::now();
         match result {
+            Ok(()) if stop => {
+                out_of_budget = true;
+                std::ops::ControlFlow::Break(())
+            }
             Ok(()) => std::ops::ControlFlow::Continue(()),
             Err(e) => {
                 error = Some(e);
@@ -404,6 +503,13 @@ pub fn execute(
     }
     match end {
         SimEnd::Finished => Ok(last),
+        SimEnd::Stopped if out_of_budget => {
+            eprintln!(
+                "stopped: one more round would exceed the privacy budget ε = {}",
+                plan.config.dp_epsilon.unwrap_or(0.0)
+            );
+            Ok(last)
+        }
         SimEnd::Stopped => bail!("the run was stopped"),
         SimEnd::Stalled => {
             bail!("the simulation stalled: no update in flight and no deadline set (a bug; please report it)")

@@ -41,6 +41,7 @@ struct History {
 const ROUND_KEY: &str = "dainet.round";
 const FINGERPRINT_KEY: &str = "dainet.config_fingerprint";
 const HISTORY_KEY: &str = "dainet.history";
+const DP_CLIP_KEY: &str = "dainet.dp_clip_norm";
 
 /// Runs `dainet simulate`.
 pub fn simulate(args: SimulateArgs) -> Result<()> {
@@ -77,11 +78,15 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         if c.checkpoint_every > 0 && record.round % c.checkpoint_every == 0 {
             let dir = c.out.join("checkpoints");
             std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            let meta = BTreeMap::from([
+            let mut meta = BTreeMap::from([
                 (ROUND_KEY.to_string(), record.round.to_string()),
                 (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
                 (HISTORY_KEY.to_string(), serde_json::to_string(&history)?),
             ]);
+            if let Some(norm) = outcome.dp_clip_norm {
+                // Written exactly (shortest round-trip form), so a resume continues the same run.
+                meta.insert(DP_CLIP_KEY.to_string(), format!("{norm:?}"));
+            }
             let path = dir.join(format!("round-{:04}.safetensors", record.round));
             save_model(&path, &spec, &outcome.params, &meta)?;
             if let Some(state) = &outcome.server_state {
@@ -116,6 +121,9 @@ fn round_line(r: &RoundRecord, rounds: u32) -> String {
     );
     if let Some(b) = r.backdoor_success {
         line += &format!("  backdoor {b:.4}");
+    }
+    if let Some(e) = r.epsilon {
+        line += &format!("  ε {e:.3}");
     }
     let f = &r.faults;
     if f.byzantine + f.stragglers + f.dropouts > 0 {
@@ -175,7 +183,11 @@ fn resume_point(plan: &Plan, path: &Path) -> Result<(Start, History)> {
     } else {
         None
     };
-    Ok((Start { params: file.params, first_round: round + 1, server_state }, history))
+    let dp_clip_norm = match file.metadata.get(DP_CLIP_KEY) {
+        Some(text) => Some(text.parse::<f64>().with_context(|| format!("{}: bad {DP_CLIP_KEY:?}", path.display()))?),
+        None => None,
+    };
+    Ok((Start { params: file.params, first_round: round + 1, server_state, dp_clip_norm }, history))
 }
 
 fn write_plots(out: &Path, h: &History) -> Result<()> {
@@ -219,6 +231,8 @@ fn report_json(plan: &Plan, h: &History, resumed_from: Option<&Path>, wall_s: f6
         "final_loss": last.map(|r| r.loss),
         "rounds_to_90": rounds_to(&h.rounds, 0.90),
         "rounds_to_95": rounds_to(&h.rounds, 0.95),
+        "final_epsilon": last.and_then(|r| r.epsilon),
+        "dp_delta": plan.strategy.dp.as_ref().map(|_| plan.config.dp_delta),
         "resumed_from": resumed_from,
         "wall_s": wall_s,
         "peak_rss_bytes": crate::peak_rss_bytes(),

@@ -442,3 +442,70 @@ fn updates_beyond_the_norm_bound_are_refused_counted_and_rounds_go_on() {
     }
     assert_eq!(r["final_accuracy"], r["initial"]["accuracy"]);
 }
+
+// Differential privacy (issue 4).
+
+#[test]
+fn a_dp_run_reports_epsilon_per_round_and_stops_at_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dainet(&[
+        "simulate",
+        "--out",
+        s(dir.path()),
+        "--rounds",
+        "50",
+        "--dp-noise-multiplier",
+        "1.0",
+        "--dp-clip-norm",
+        "0.5",
+        "--dp-epsilon",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("privacy budget"));
+    let r = report(dir.path());
+    let rounds = r["rounds"].as_array().unwrap();
+    assert!(!rounds.is_empty() && rounds.len() < 50, "stopped early: {} rounds", rounds.len());
+    let eps: Vec<f64> = rounds.iter().map(|x| x["epsilon"].as_f64().unwrap()).collect();
+    assert!(eps.windows(2).all(|w| w[1] > w[0]), "ε grows every round: {eps:?}");
+    assert!(*eps.last().unwrap() <= 3.0);
+    let tight: Vec<f64> = rounds.iter().map(|x| x["epsilon_tight"].as_f64().unwrap()).collect();
+    assert!(tight.iter().zip(&eps).all(|(t, e)| t <= e));
+    assert_eq!(r["final_epsilon"], rounds.last().unwrap()["epsilon"]);
+    // A budget too small for even one round is refused before training.
+    let o = dainet(&["simulate", "--dp-noise-multiplier", "0.5", "--dp-epsilon", "0.01"]);
+    assert_clean_error(&o, "budget");
+}
+
+#[test]
+fn dp_settings_that_cannot_work_are_refused() {
+    assert_clean_error(&dainet(&["simulate", "--dp-epsilon", "3"]), "dp-noise-multiplier");
+    let o = dainet(&["simulate", "--dp-noise-multiplier", "1", "--strategy", "median"]);
+    assert_clean_error(&o, "mean-based");
+    assert_clean_error(&dainet(&["simulate", "--dp-noise-multiplier", "1", "--dp-delta", "2"]), "dp_delta");
+}
+
+#[test]
+fn adaptive_clipping_adapts_and_resumes_exactly() {
+    let (full, part, resumed) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dp = ["--dp-noise-multiplier", "0.3", "--dp-clip-norm", "5", "--dp-adaptive-clip", "true"];
+    let run = |out: &Path, rounds: &str, extra: &[&str]| {
+        let mut args = vec!["simulate", "--out", s(out), "--rounds", rounds, "--checkpoint-every", "2"];
+        args.extend_from_slice(&dp);
+        args.extend_from_slice(extra);
+        let o = dainet(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(full.path(), "4", &[]);
+    let norms: Vec<f64> =
+        report(full.path())["rounds"].as_array().unwrap().iter().map(|x| x["dp_clip_norm"].as_f64().unwrap()).collect();
+    // Changes of one MNIST round are far below 5: C shrinks toward their median.
+    assert!(norms.windows(2).all(|w| w[1] < w[0]) && norms[0] < 5.0, "{norms:?}");
+    run(part.path(), "2", &[]);
+    run(resumed.path(), "4", &["--resume", s(&part.path().join("checkpoints/round-0002.safetensors"))]);
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(model(full.path()) == model(resumed.path()), "resumed DP run differs");
+    let eps = |d: &Path| report(d)["final_epsilon"].as_f64().unwrap();
+    assert_eq!(eps(full.path()), eps(resumed.path()));
+}

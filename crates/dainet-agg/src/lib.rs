@@ -10,6 +10,8 @@
 //! - [`robust`]: coordinate-wise median and trimmed mean (selection, parallel over
 //!   coordinates), Krum, Multi-Krum, Bulyan, centered clipping.
 //! - [`server_opt`]: FedAvgM, FedAdam, FedYogi, FedAdagrad (Reddi et al. 2021).
+//! - [`dp`]: client-level differential privacy for mean-based strategies (DP-FedAvg, fixed or
+//!   adaptive clipping, central or distributed Gaussian noise).
 //! - [`attack`]: model-update attacks, for evaluation only.
 //!
 //! The one hard decision: the mean is accumulated in `f64`. fedtask-v1 lets the FedAvg sum
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod attack;
+pub mod dp;
 pub mod error;
 pub mod mean;
 pub mod robust;

@@ -14,6 +14,7 @@
 //! Mean-based strategies without bucketing stream: one f64 accumulator is resident, never the
 //! updates. Robust rules and bucketing need every update of the round and keep them.
 
+use crate::dp::{privatize_change, DpConfig, DpRound};
 use crate::error::{check_update, AggregationError};
 use crate::mean::FedAvg;
 use crate::robust;
@@ -160,6 +161,8 @@ pub struct StrategyConfig {
     pub bucket_size: Option<usize>,
     /// Refuse changes longer than this L2 norm (counted as `norm_too_large`). Off by default.
     pub max_update_norm: Option<f64>,
+    /// Client-level differential privacy (mean-based rules only). Off by default.
+    pub dp: Option<DpConfig>,
 }
 
 /// The names [`StrategyConfig::named`] knows.
@@ -228,7 +231,15 @@ impl StrategyConfig {
                 )))
             }
         };
-        Ok(Self { name: name.into(), rule, server, clip_norm: None, bucket_size: None, max_update_norm: None })
+        Ok(Self {
+            name: name.into(),
+            rule,
+            server,
+            clip_norm: None,
+            bucket_size: None,
+            max_update_norm: None,
+            dp: None,
+        })
     }
 
     /// A one-line description, e.g. `bulyan(f=2) + clip(5) + bucketing(2)`.
@@ -244,6 +255,9 @@ impl StrategyConfig {
         if let Some(s) = self.bucket_size {
             text += &format!(" + bucketing({s})");
         }
+        if let Some(dp) = &self.dp {
+            text += &format!(" + dp(z={}, C={}, {:?})", dp.noise_multiplier, dp.initial_norm(), dp.placement);
+        }
         text
     }
 }
@@ -256,6 +270,8 @@ pub struct Strategy {
     task_seed: u64,
     /// The mean's accumulator, kept between rounds so a large model's is not allocated anew.
     spare: Vec<f64>,
+    /// The clipping norm of the next round (differential privacy only).
+    dp_clip_norm: f64,
 }
 
 impl Strategy {
@@ -288,8 +304,19 @@ impl Strategy {
             }
             _ => {}
         }
+        if let Some(dp) = &config.dp {
+            dp.validate()?;
+            if config.rule != Rule::Mean || config.bucket_size.is_some() || config.clip_norm.is_some() {
+                return Err(AggregationError::InvalidSetting(
+                    "differential privacy works with mean-based strategies (fedavg, fedavgm, fedprox, fedadam, \
+                     fedyogi, fedadagrad) without bucketing or --clip-norm: it clips to its own norm"
+                        .into(),
+                ));
+            }
+        }
         let server = ServerOptimizer::new(config.server.clone())?;
-        Ok(Self { config, server, task_seed, spare: Vec::new() })
+        let dp_clip_norm = config.dp.as_ref().map_or(0.0, DpConfig::initial_norm);
+        Ok(Self { config, server, task_seed, spare: Vec::new(), dp_clip_norm })
     }
 
     /// The configuration.
@@ -303,8 +330,29 @@ impl Strategy {
         self.config.rule.min_updates() * self.config.bucket_size.unwrap_or(1)
     }
 
+    /// The clipping norm the next round uses (differential privacy only).
+    pub fn dp_clip_norm(&self) -> Option<f64> {
+        self.config.dp.as_ref().map(|_| self.dp_clip_norm)
+    }
+
+    /// Restores a checkpointed clipping norm (adaptive clipping).
+    pub fn restore_dp_clip_norm(&mut self, norm: f64) {
+        self.dp_clip_norm = norm;
+    }
+
     /// Starts aggregating a round whose global model is `global`.
-    pub fn begin_round(&mut self, global: &[f32]) -> RoundAggregation {
+    pub fn begin_round(&mut self, round: u32, global: &[f32]) -> RoundAggregation {
+        if let Some(dp) = &self.config.dp {
+            return RoundAggregation {
+                global: global.to_vec(),
+                clip_norm: None,
+                max_norm: self.config.max_update_norm,
+                mean: None,
+                kept: Vec::new(),
+                dp: Some((dp.clone(), self.dp_clip_norm, DpRound::new(global.len()), self.task_seed, round)),
+                count: 0,
+            };
+        }
         let streaming = self.config.rule.streams() && self.config.bucket_size.is_none();
         let (clip_norm, max_norm) = (self.config.clip_norm, self.config.max_update_norm);
         // Without clipping or a bound, the mean takes client models as they are and subtracts
@@ -320,6 +368,7 @@ impl Strategy {
             max_norm,
             mean: streaming.then_some(mean),
             kept: Vec::new(),
+            dp: None,
             count: 0,
         }
     }
@@ -329,17 +378,25 @@ impl Strategy {
         if agg.count == 0 {
             return Err(AggregationError::Empty);
         }
-        let delta = match agg.mean {
-            Some(mean) => {
-                let (delta, spare) = mean.finish_keeping_buffer()?;
-                self.spare = spare;
-                delta
+        let mut next_clip = None;
+        let delta = match (agg.dp, agg.mean) {
+            (Some((dp, clip, sum, seed, _)), _) => {
+                let (mean, next) = sum.finish(&dp, clip, seed, round);
+                next_clip = Some(next);
+                mean
             }
-            None => {
-                let (changes, weights) = self.bucketed(round, agg.kept);
-                let refs: Vec<&[f32]> = changes.iter().map(Vec::as_slice).collect();
-                self.config.rule.combine(&refs, &weights)?
-            }
+            (None, mean) => match mean {
+                Some(mean) => {
+                    let (delta, spare) = mean.finish_keeping_buffer()?;
+                    self.spare = spare;
+                    delta
+                }
+                None => {
+                    let (changes, weights) = self.bucketed(round, agg.kept);
+                    let refs: Vec<&[f32]> = changes.iter().map(Vec::as_slice).collect();
+                    self.config.rule.combine(&refs, &weights)?
+                }
+            },
         };
         let mut theta = agg.global;
         let mut server = self.server.clone();
@@ -350,6 +407,9 @@ impl Strategy {
             return Err(AggregationError::NonFinite { index, value: theta[index] });
         }
         self.server = server;
+        if let Some(next) = next_clip {
+            self.dp_clip_norm = next;
+        }
         Ok(theta)
     }
 
@@ -391,6 +451,9 @@ pub struct RoundAggregation {
     max_norm: Option<f64>,
     mean: Option<FedAvg>,
     kept: Vec<(Vec<f32>, f64)>,
+    /// Differential privacy: its settings, this round's clipping norm, the clipped sum, and the
+    /// task seed and round naming the noise streams.
+    dp: Option<(DpConfig, f64, DpRound, u64, u32)>,
     count: usize,
 }
 
@@ -416,6 +479,14 @@ impl RoundAggregation {
             if norm > bound {
                 return Err(AggregationError::NormTooLarge { norm, bound });
             }
+        }
+        if let Some((dp, clip, sum, seed, round)) = &mut self.dp {
+            // In the simulator the coordinator clips (and, for distributed noise, adds the
+            // client's share) on the client's behalf; with secure aggregation the client must.
+            let unclipped = privatize_change(dp, *clip, &mut change, *seed, *round, self.count as u64);
+            sum.add(&change, unclipped);
+            self.count += 1;
+            return Ok(());
         }
         if let Some(c) = self.clip_norm {
             robust::clip_to_norm(&mut change, c);
@@ -445,7 +516,7 @@ mod tests {
 
     fn run(config: StrategyConfig, global: &[f32], updates: &[(&[f32], f64)]) -> Result<Vec<f32>, AggregationError> {
         let mut s = Strategy::new(config, 1)?;
-        let mut agg = s.begin_round(global);
+        let mut agg = s.begin_round(1, global);
         for (u, w) in updates {
             agg.add(u.to_vec(), *w)?;
         }
@@ -459,7 +530,7 @@ mod tests {
     #[test]
     fn fedavg_streams_and_equals_the_weighted_mean() {
         let mut s = Strategy::new(named("fedavg"), 1).unwrap();
-        assert!(s.begin_round(&[0.0]).is_streaming());
+        assert!(s.begin_round(1, &[0.0]).is_streaming());
         let out = run(named("fedavg"), &[1.0, 1.0], &[(&[2.0, 1.0], 1.0), (&[5.0, 3.0], 3.0)]).unwrap();
         assert_eq!(out, vec![4.25, 2.5]);
     }
@@ -485,7 +556,7 @@ mod tests {
         let mut config = named("fedavg");
         config.max_update_norm = Some(2.0);
         let mut s = Strategy::new(config, 1).unwrap();
-        let mut agg = s.begin_round(&[0.0, 0.0]);
+        let mut agg = s.begin_round(1, &[0.0, 0.0]);
         assert!(matches!(agg.add(vec![3.0, 4.0], 1.0), Err(AggregationError::NormTooLarge { .. })));
         assert!(matches!(agg.add(vec![f32::NAN, 0.0], 1.0), Err(AggregationError::NonFinite { .. })));
         assert!(matches!(agg.add(vec![1.0], 1.0), Err(AggregationError::WrongLength { .. })));
@@ -532,7 +603,7 @@ mod tests {
         let mut config = named("fedavgm");
         config.server = ServerOpt::Sgd { lr: 10.0, momentum: 0.0 };
         let mut s = Strategy::new(config, 1).unwrap();
-        let mut agg = s.begin_round(&[3.0e38]);
+        let mut agg = s.begin_round(1, &[3.0e38]);
         agg.add(vec![3.3e38], 1.0).unwrap();
         assert!(matches!(s.finish_round(1, agg), Err(AggregationError::NonFinite { .. })));
     }
@@ -568,7 +639,7 @@ mod tests {
     #[test]
     fn an_empty_round_is_an_error() {
         let mut s = Strategy::new(named("fedavg"), 1).unwrap();
-        let agg = s.begin_round(&[0.0]);
+        let agg = s.begin_round(1, &[0.0]);
         assert_eq!(s.finish_round(1, agg), Err(AggregationError::Empty));
     }
 }

@@ -176,6 +176,8 @@ pub struct RoundOutcome {
     /// The strategy's server-optimiser state `(m, v)` after the round, for checkpoints;
     /// `None` for strategies without state (FedAvg and the robust rules).
     pub server_state: Option<Arc<(Vec<f32>, Vec<f32>)>>,
+    /// The clipping norm the next round will use (differential privacy only; it adapts).
+    pub dp_clip_norm: Option<f64>,
 }
 
 /// What the driver must do next.
@@ -340,7 +342,7 @@ impl Coordinator {
             round,
             sampled,
             answered: BTreeSet::new(),
-            aggregation: self.strategy.begin_round(self.global.values()),
+            aggregation: self.strategy.begin_round(round, self.global.values()),
             examples: 0.0,
             loss_sum: 0.0,
             deadline: c.round_timeout_ms.map(|ms| now.plus_ms(ms)),
@@ -380,6 +382,7 @@ impl Coordinator {
             rejected: open.rejected,
             closed_at: now,
             server_state,
+            dp_clip_norm: self.strategy.dp_clip_norm(),
         }));
         if open.round >= self.config.rounds {
             self.finished = true;
