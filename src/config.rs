@@ -153,6 +153,12 @@ pub struct RunConfig {
     pub dp_noise: DpNoise,
     pub dp_delta: f64,
     pub dp_epsilon: Option<f64>,
+    pub secagg: bool,
+    pub dropout_after_masking: f64,
+    pub secagg_num_shares: Option<u32>,
+    pub secagg_threshold: Option<u32>,
+    pub secagg_clipping_range: f32,
+    pub secagg_quantization_range: u32,
 }
 
 impl Default for RunConfig {
@@ -222,6 +228,12 @@ impl Default for RunConfig {
             dp_noise: DpNoise::Central,
             dp_delta: 1e-5,
             dp_epsilon: None,
+            secagg: false,
+            dropout_after_masking: 0.0,
+            secagg_num_shares: None,
+            secagg_threshold: None,
+            secagg_clipping_range: 1.0,
+            secagg_quantization_range: 1 << 16,
         }
     }
 }
@@ -412,6 +424,25 @@ pub struct ConfigPatch {
     /// Privacy budget ε: training stops before a round would exceed it [default: none].
     #[arg(long)]
     pub dp_epsilon: Option<f64>,
+    /// Aggregate every round with SecAgg+: the coordinator sees only the sum [default: false].
+    #[arg(long)]
+    pub secagg: Option<bool>,
+    /// Probability that a client drops out after sending its masked input [default: 0].
+    #[arg(long)]
+    pub dropout_after_masking: Option<f64>,
+    /// SecAgg+ shares per secret, k neighbours + 1 [default: 2·ceil(log2 m) + 1, capped at m].
+    #[arg(long)]
+    pub secagg_num_shares: Option<u32>,
+    /// SecAgg+ reconstruction threshold t [default: shares / 2 + 1].
+    #[arg(long)]
+    pub secagg_threshold: Option<u32>,
+    /// SecAgg+ clips each value of a client's change to ±this, counting what it clips
+    /// [default: 1.0].
+    #[arg(long)]
+    pub secagg_clipping_range: Option<f32>,
+    /// SecAgg+ quantisation levels [default: 65536].
+    #[arg(long)]
+    pub secagg_quantization_range: Option<u32>,
     /// Simulated one-way network latency in milliseconds [default: 50].
     #[arg(long)]
     pub latency_ms: Option<u64>,
@@ -438,7 +469,8 @@ impl RunConfig {
         set!(server_momentum, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon, backdoor_target);
         set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta, carry_momentum);
         set!(dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
-        set_opt!(dp_noise_multiplier, dp_count_stddev, dp_epsilon);
+        set_opt!(dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
+        set!(secagg, dropout_after_masking, secagg_clipping_range, secagg_quantization_range);
         set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms, robust_f, multi_krum_m);
         set_opt!(clip_norm, bucket_size, max_update_norm, attack, alie_z, backdoor_boost);
     }
@@ -532,6 +564,15 @@ impl RunConfig {
             if !(budget.is_finite() && budget > 0.0) {
                 bail!("dp_epsilon = {budget} must be a positive number");
             }
+        }
+        if self.dropout_after_masking > 0.0 && !self.secagg {
+            bail!("dropout_after_masking needs secure aggregation (--secagg true)");
+        }
+        if !(0.0..=1.0).contains(&self.dropout_after_masking) {
+            bail!("dropout_after_masking = {} is outside [0, 1]", self.dropout_after_masking);
+        }
+        if self.secagg && self.dp_adaptive_clip {
+            bail!("adaptive clipping needs the count of unclipped clients, which secure aggregation hides; use a fixed --dp-clip-norm");
         }
         if self.carry_momentum && self.momentum == 0.0 {
             bail!("carry_momentum needs client momentum (--momentum, e.g. 0.9)");

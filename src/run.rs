@@ -18,6 +18,7 @@ use dainet_ml::{evaluate, Dataset, Evaluation, Model, ModelSpec, SgdConfig};
 use dainet_privacy::accountant::{default_orders, Conversion, RdpAccountant};
 use dainet_protocol::round::{Coordinator, RoundConfig, RoundOutcome};
 use dainet_sim::faults::{Attack, Faults, RoundFaults};
+use dainet_sim::secure::SecureAggregation;
 use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -42,6 +43,8 @@ pub struct Plan {
     pub faults: Faults,
     /// The test set with the backdoor trigger (backdoor attack only).
     pub triggered_test: Option<Dataset>,
+    /// SecAgg+ settings, if rounds are securely aggregated.
+    pub secure: Option<SecureAggregation>,
 }
 
 /// The metrics of one round.
@@ -167,7 +170,8 @@ pub fn plan(config: RunConfig) -> Result<Plan> {
     let per_round = config.clients_per_round(partition.num_clients()) as usize;
     let strategy = strategy_config(&config, per_round)?;
     let (faults, triggered_test) = faults(&config, &train, &test, partition.num_clients(), per_round)?;
-    let plan = Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test };
+    let secure = secure_aggregation(&config, &strategy, per_round)?;
+    let plan = Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test, secure };
     // A privacy budget that cannot cover even the first round is refused before any output.
     Privacy::new(&plan, 1)?;
     Ok(plan)
@@ -219,6 +223,36 @@ fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
         );
     }
     Ok(strategy)
+}
+
+/// SecAgg+ settings for rounds of `per_round` clients, if the config asks for it.
+fn secure_aggregation(c: &RunConfig, strategy: &StrategyConfig, per_round: usize) -> Result<Option<SecureAggregation>> {
+    if !c.secagg {
+        return Ok(None);
+    }
+    if strategy.rule != dainet_agg::strategy::Rule::Mean || strategy.bucket_size.is_some() {
+        bail!(
+            "secure aggregation reveals only the sum, so it works with mean-based strategies \
+             (fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad), not {}",
+            strategy.describe()
+        );
+    }
+    if per_round < 2 {
+        bail!("secure aggregation needs at least 2 clients per round (raise --fraction)");
+    }
+    // k = 2·ceil(log2 m) neighbours (Bell et al.: O(log n)), threshold just over half.
+    let k = 2 * (per_round as f64).log2().ceil() as u32;
+    let shares = c.secagg_num_shares.unwrap_or(k + 1).min(per_round as u32);
+    let threshold = c.secagg_threshold.unwrap_or(shares / 2 + 1);
+    Ok(Some(SecureAggregation {
+        num_shares: shares,
+        reconstruction_threshold: threshold,
+        clipping_range: c.secagg_clipping_range,
+        quantization_range: c.secagg_quantization_range,
+        dropout_after_masking: c.dropout_after_masking,
+        stage_timeout_ms: 1000,
+        dp: strategy.dp.clone(),
+    }))
 }
 
 /// The faults the config asks for, and the triggered test set of a backdoor attack.
@@ -329,10 +363,16 @@ impl Plan {
         if c.dropouts > 0.0 {
             parts.push(format!("dropouts {}", c.dropouts));
         }
+        if let Some(sa) = &self.secure {
+            parts.push(format!(
+                "SecAgg+ (shares {}, threshold {}, dropout after masking {})",
+                sa.num_shares, sa.reconstruction_threshold, sa.dropout_after_masking
+            ));
+        }
         if parts.is_empty() {
             String::new()
         } else {
-            format!("; faults: {}", parts.join(", "))
+            format!("; {}", parts.join(", "))
         }
     }
 }
@@ -447,6 +487,7 @@ pub fn execute(
         task_seed: c.seed,
         faults: plan.faults.clone(),
         carry_momentum: c.carry_momentum,
+        secure: plan.secure.clone(),
     };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
     let mut last = Arc::new(start);

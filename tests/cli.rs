@@ -509,3 +509,57 @@ fn adaptive_clipping_adapts_and_resumes_exactly() {
     let eps = |d: &Path| report(d)["final_epsilon"].as_f64().unwrap();
     assert_eq!(eps(full.path()), eps(resumed.path()));
 }
+
+// Secure aggregation (issue 4).
+
+#[test]
+fn secagg_rounds_match_plaintext_fedavg_closely() {
+    let (plain, secure) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert!(dainet(&simulate_args(s(plain.path()), &[])).status.success());
+    let o = dainet(&simulate_args(s(secure.path()), &["--secagg", "true"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, b) = (report(plain.path()), report(secure.path()));
+    for (x, y) in a["rounds"].as_array().unwrap().iter().zip(b["rounds"].as_array().unwrap()) {
+        // Quantisation (step 2/65535 per value, stochastic rounding) moves accuracy by a few
+        // test images at most.
+        let (pa, sa) = (x["accuracy"].as_f64().unwrap(), y["accuracy"].as_f64().unwrap());
+        assert!((pa - sa).abs() <= 0.005, "plain {pa} vs secure {sa}");
+        assert_eq!(y["contributors"], 10);
+    }
+    // Four SecAgg stages: four round trips of 2 x 50 ms per round.
+    assert_eq!(b["rounds"][0]["virtual_ms"], 400);
+}
+
+#[test]
+fn secagg_survives_dropouts_after_masking_and_composes_with_dp() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--secagg",
+        "true",
+        "--dropout-after-masking",
+        "0.2",
+        "--dp-noise-multiplier",
+        "0.5",
+        "--dp-noise",
+        "distributed",
+    ];
+    let o = dainet(&simulate_args(s(dir.path()), &args));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(dir.path());
+    for x in r["rounds"].as_array().unwrap() {
+        assert!(x["epsilon"].as_f64().unwrap() > 0.0);
+        // Clients that drop after masking are still in the sum: their self-masks are rebuilt
+        // from their neighbours' shares. A round whose dropouts exceed n − t says why.
+        if x["aggregated"] == true {
+            assert_eq!(x["contributors"], 10);
+        } else {
+            assert!(x["faults"]["secure_aggregation_failed"].is_string(), "{x}");
+        }
+    }
+    assert!(
+        r["rounds"].as_array().unwrap().iter().any(|x| x["virtual_ms"].as_u64().unwrap() % 400 != 0),
+        "some stage waited for a dropped client"
+    );
+    assert_clean_error(&dainet(&["simulate", "--secagg", "true", "--strategy", "median"]), "mean-based");
+    assert_clean_error(&dainet(&["simulate", "--dropout-after-masking", "0.1"]), "secagg");
+}

@@ -200,6 +200,14 @@ impl DpRound {
         self.count += 1;
     }
 
+    /// Replaces the sum with one computed elsewhere (secure aggregation) over `count` clients.
+    /// The unclipped count is unknown then, so adaptive clipping cannot be used with it.
+    pub fn set_sum(&mut self, sum: Vec<f64>, count: usize) {
+        self.sum = sum;
+        self.count = count;
+        self.unclipped = count;
+    }
+
     /// Changes added.
     pub fn count(&self) -> usize {
         self.count

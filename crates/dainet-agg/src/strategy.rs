@@ -413,6 +413,48 @@ impl Strategy {
         Ok(theta)
     }
 
+    /// Moves the global model by a round's change that arrives already summed, from secure
+    /// aggregation: `sum` is Σ_k w_k·Δ_k over the `count` contributors, `total_weight` is Σ_k w_k.
+    /// Only mean-based strategies can use it. With differential privacy the weights must be 1:
+    /// the central noise (if any) is added to the sum and the sum is divided by m, as in
+    /// [`crate::dp`]; clipping and distributed noise were the clients' job.
+    pub fn finish_secure_round(
+        &mut self,
+        round: u32,
+        global: &[f32],
+        sum: &[f64],
+        total_weight: f64,
+        count: usize,
+    ) -> Result<Vec<f32>, AggregationError> {
+        if self.config.rule != Rule::Mean || self.config.bucket_size.is_some() {
+            return Err(AggregationError::InvalidSetting(
+                "secure aggregation only reveals the sum: it works with mean-based strategies without bucketing".into(),
+            ));
+        }
+        if sum.len() != global.len() {
+            return Err(AggregationError::WrongLength { expected: global.len(), got: sum.len() });
+        }
+        if count == 0 || !(total_weight.is_finite() && total_weight > 0.0) {
+            return Err(AggregationError::Empty);
+        }
+        let delta: Vec<f32> = match &self.config.dp {
+            Some(dp) => {
+                let mut round_sum = DpRound::new(0);
+                round_sum.set_sum(sum.to_vec(), count);
+                round_sum.finish(dp, self.dp_clip_norm, self.task_seed, round).0
+            }
+            None => sum.iter().map(|s| (s / total_weight) as f32).collect(),
+        };
+        let mut theta = global.to_vec();
+        let mut server = self.server.clone();
+        server.step(round, &mut theta, &delta)?;
+        if let Some(index) = theta.iter().position(|v| !v.is_finite()) {
+            return Err(AggregationError::NonFinite { index, value: theta[index] });
+        }
+        self.server = server;
+        Ok(theta)
+    }
+
     /// With bucketing: shuffles the changes with the round's bucketing stream and replaces
     /// each bucket of `s` by its weighted mean (weight: the bucket's examples).
     fn bucketed(&self, round: u32, mut kept: Vec<(Vec<f32>, f64)>) -> (Vec<Vec<f32>>, Vec<f64>) {

@@ -47,6 +47,8 @@ pub enum Purpose {
     Dropout = 11,
     /// The examples of the Synthetic(α, β) dataset.
     SyntheticData = 12,
+    /// Whether client `j` drops out of round `i`'s secure aggregation after masking.
+    DropoutAfterMasking = 13,
 }
 
 /// The seed of the stream for `purpose`, `i`, `j` under task seed `task_seed`.

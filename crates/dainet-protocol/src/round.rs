@@ -92,6 +92,21 @@ pub struct Update {
     pub train_loss: f64,
 }
 
+/// A round's updates summed by secure aggregation: all the coordinator learns of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecureAggregate {
+    /// Σ_k w_k·(θ_k − θ) over the contributors (θ the round's global model).
+    pub sum: Vec<f64>,
+    /// Σ_k w_k.
+    pub total_weight: f64,
+    /// The clients whose inputs are in the sum, ascending.
+    pub contributors: Vec<ClientId>,
+    /// Σ n_k over the contributors (what the clients report; not verified).
+    pub examples: u64,
+    /// Values the clients clipped to the secure aggregation's range (counted, not hidden).
+    pub clipped_values: u64,
+}
+
 /// Why an update was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
@@ -311,6 +326,47 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Hands in the open round's updates as one securely aggregated sum, instead of one by one.
+    /// The round closes with it: the coordinator never sees an individual update.
+    pub fn handle_secure_aggregate(
+        &mut self,
+        now: Time,
+        round: u32,
+        aggregate: SecureAggregate,
+    ) -> Result<(), Rejection> {
+        let Some(open) = self.open.as_mut() else {
+            return Err(Rejection::WrongRound { open: 0, got: round });
+        };
+        if round != open.round {
+            return Err(Rejection::WrongRound { open: open.round, got: round });
+        }
+        if let Some(&outsider) = aggregate.contributors.iter().find(|c| !open.sampled.contains(c)) {
+            return Err(Rejection::NotSampled(outsider));
+        }
+        let open = self.open.take().expect("checked above");
+        let answered = aggregate.contributors.len();
+        let global = self.global.clone();
+        let not_aggregated_because = self.conclude(answered, |strategy| {
+            strategy.finish_secure_round(open.round, global.values(), &aggregate.sum, aggregate.total_weight, answered)
+        });
+        let contributors: BTreeSet<ClientId> = aggregate.contributors.iter().copied().collect();
+        let mut rejected = open.rejected;
+        if aggregate.clipped_values > 0 {
+            rejected.push(("secagg_clipped_values", aggregate.clipped_values.min(u64::from(u32::MAX)) as u32));
+        }
+        self.push_outcome(
+            now,
+            open.round,
+            open.sampled,
+            contributors,
+            aggregate.examples,
+            f64::NAN,
+            not_aggregated_because,
+            rejected,
+        );
+        Ok(())
+    }
+
     /// Tells the coordinator that `now` has come; closes the round if its deadline passed.
     pub fn handle_timeout(&mut self, now: Time) {
         if let Some(deadline) = self.open.as_ref().and_then(|o| o.deadline) {
@@ -353,42 +409,77 @@ impl Coordinator {
     fn close_round(&mut self, now: Time) {
         let Some(open) = self.open.take() else { return };
         let examples = open.examples as u64;
-        let answered = open.answered.len();
-        let not_aggregated_because = if answered < self.config.min_updates as usize {
-            Some(format!("{answered} updates arrived, min_updates is {}", self.config.min_updates))
-        } else {
-            match self.strategy.finish_round(open.round, open.aggregation) {
-                Ok(values) => {
-                    let layout = self.global.layout().clone();
-                    self.global = Arc::new(Params::new(layout, values).expect("strategies keep the length"));
-                    None
-                }
-                Err(e) => Some(e.to_string()),
+        let (round, aggregation) = (open.round, open.aggregation);
+        let not_aggregated_because =
+            self.conclude(open.answered.len(), |strategy| strategy.finish_round(round, aggregation));
+        let train_loss = if examples > 0 { open.loss_sum / examples as f64 } else { f64::NAN };
+        self.push_outcome(
+            now,
+            open.round,
+            open.sampled,
+            open.answered,
+            examples,
+            train_loss,
+            not_aggregated_because,
+            open.rejected,
+        );
+    }
+
+    /// Makes θ_r from `answered` updates with `finish` if there are enough; returns why not
+    /// otherwise (θ_r then stays θ_{r−1}).
+    fn conclude(
+        &mut self,
+        answered: usize,
+        finish: impl FnOnce(&mut Strategy) -> Result<Vec<f32>, AggregationError>,
+    ) -> Option<String> {
+        if answered < self.config.min_updates as usize {
+            return Some(format!("{answered} updates arrived, min_updates is {}", self.config.min_updates));
+        }
+        match finish(&mut self.strategy) {
+            Ok(values) => {
+                let layout = self.global.layout().clone();
+                self.global = Arc::new(Params::new(layout, values).expect("strategies keep the length"));
+                None
             }
-        };
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Records a closed round and starts the next one (or finishes).
+    #[allow(clippy::too_many_arguments)]
+    fn push_outcome(
+        &mut self,
+        now: Time,
+        round: u32,
+        sampled: BTreeSet<ClientId>,
+        answered: BTreeSet<ClientId>,
+        examples: u64,
+        train_loss: f64,
+        not_aggregated_because: Option<String>,
+        rejected: Vec<(&'static str, u32)>,
+    ) {
         let aggregated = not_aggregated_because.is_none();
         let (m, v) = self.strategy.server_state();
         let server_state = (!m.is_empty()).then(|| Arc::new((m.to_vec(), v.to_vec())));
-        let train_loss = if examples > 0 { open.loss_sum / examples as f64 } else { f64::NAN };
         self.actions.push_back(Action::RoundClosed(RoundOutcome {
-            round: open.round,
+            round,
             params: self.global.clone(),
             aggregated,
             not_aggregated_because,
-            contributors: open.answered.iter().copied().collect(),
-            missing: open.sampled.difference(&open.answered).copied().collect(),
+            contributors: answered.iter().copied().collect(),
+            missing: sampled.difference(&answered).copied().collect(),
             examples,
             train_loss,
-            rejected: open.rejected,
+            rejected,
             closed_at: now,
             server_state,
             dp_clip_norm: self.strategy.dp_clip_norm(),
         }));
-        if open.round >= self.config.rounds {
+        if round >= self.config.rounds {
             self.finished = true;
             self.actions.push_back(Action::Finished);
         } else {
-            self.next_round = open.round + 1;
+            self.next_round = round + 1;
             self.start_round(now);
         }
     }

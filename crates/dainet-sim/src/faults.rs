@@ -152,6 +152,8 @@ pub struct RoundFaults {
     pub stragglers: usize,
     /// Clients that never answered.
     pub dropouts: usize,
+    /// Why the round's secure aggregation failed, if it did.
+    pub secure_aggregation_failed: Option<String>,
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@
 //! let coordinator = Coordinator::new(rounds, fedavg, model.init(1), 1).unwrap();
 //! let federation = Federation {
 //!     model: model.as_ref(), train: &data, partition: &part, sgd: SgdConfig::default(), task_seed: 1,
-//!     faults: Faults::default(), carry_momentum: false,
+//!     faults: Faults::default(), carry_momentum: false, secure: None,
 //! };
 //! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default());
 //! let mut closed = Vec::new();
@@ -54,16 +54,18 @@
 #![deny(missing_docs)]
 
 pub mod faults;
+pub mod secure;
 
 use dainet_agg::attack;
 use dainet_core::{Purpose, SplitMix64};
 use dainet_ml::data::poison::{backdoor_dataset, flip_labels};
 use dainet_ml::data::Partition;
 use dainet_ml::{train_local_with_momentum, Dataset, Model, Scratch, SgdConfig};
-use dainet_protocol::round::{Action, Coordinator, RoundOutcome, TrainRequest, Update};
+use dainet_protocol::round::{Action, Coordinator, RoundOutcome, SecureAggregate, TrainRequest, Update};
 use dainet_protocol::{ClientId, Time};
 use faults::{Attack, Faults, RoundFaults};
 use rayon::prelude::*;
+use secure::{secure_round, SecureAggregation, SecureInput};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::ops::ControlFlow;
@@ -85,6 +87,8 @@ pub struct Federation<'a> {
     /// Whether each client keeps its SGD momentum from one participation to the next
     /// (worker momentum; with `sgd.momentum > 0`). Off by default: momentum restarts each round.
     pub carry_momentum: bool,
+    /// Aggregate each round with SecAgg+ (the coordinator then sees only the sum). Off by default.
+    pub secure: Option<SecureAggregation>,
 }
 
 /// The simulated network between the coordinator and its clients.
@@ -155,13 +159,20 @@ pub enum SimEnd {
     Stalled,
 }
 
-/// An update on its way to the coordinator.
+/// What travels to the coordinator.
+enum Payload {
+    /// One client's update.
+    Update(ClientId, Update),
+    /// A round's updates, securely aggregated.
+    Aggregate(SecureAggregate),
+}
+
+/// A message on its way to the coordinator.
 struct Arrival {
     at: Time,
     seq: u64,
-    client: ClientId,
     round: u32,
-    update: Update,
+    payload: Payload,
 }
 
 impl PartialEq for Arrival {
@@ -278,11 +289,43 @@ impl<'a> Simulator<'a> {
             entry.stragglers += stats.stragglers;
             entry.dropouts += sampled - requests.len();
         }
+        if let (Some(settings), Some(round)) = (&self.federation.secure, round) {
+            return self.aggregate_securely(settings.clone(), round, requests, updates);
+        }
         let at = self.now.plus_ms(2 * self.network.latency_ms);
         for (req, update) in requests.into_iter().zip(updates) {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.in_flight.push(Reverse(Arrival { at, seq, client: req.client, round: req.round, update }));
+            self.send(at, req.round, Payload::Update(req.client, update));
+        }
+    }
+
+    fn send(&mut self, at: Time, round: u32, payload: Payload) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.push(Reverse(Arrival { at, seq, round, payload }));
+    }
+
+    /// Runs the round's SecAgg+ among the clients that trained and sends the coordinator the
+    /// sum. Its four stages take four round trips, plus any stage deadline waited for.
+    fn aggregate_securely(
+        &mut self,
+        settings: SecureAggregation,
+        round: u32,
+        requests: Vec<TrainRequest>,
+        updates: Vec<Update>,
+    ) {
+        let Some(global) = requests.first().map(|r| r.params.clone()) else { return };
+        let inputs: Vec<SecureInput> = requests
+            .iter()
+            .zip(updates)
+            .map(|(r, u)| SecureInput { client: r.client, params: u.params, examples: u.num_examples })
+            .collect();
+        match secure_round(&settings, self.federation.task_seed, round, global.values(), inputs) {
+            Ok((aggregate, waited)) => {
+                let at = self.now.plus_ms(8 * self.network.latency_ms + waited);
+                self.send(at, round, Payload::Aggregate(aggregate));
+            }
+            // Nothing reaches the coordinator; its deadline closes the round unaggregated.
+            Err(reason) => self.faults.entry(round).or_default().secure_aggregation_failed = Some(reason),
         }
     }
 
@@ -358,7 +401,14 @@ impl<'a> Simulator<'a> {
             let Reverse(arrival) = self.in_flight.pop().expect("peeked");
             self.now = self.now.max(arrival.at);
             // A refused update is counted in the round's outcome; the round goes on.
-            let _ = self.coordinator.handle_update(self.now, arrival.client, arrival.round, arrival.update);
+            let _ = match arrival.payload {
+                Payload::Update(client, update) => {
+                    self.coordinator.handle_update(self.now, client, arrival.round, update)
+                }
+                Payload::Aggregate(aggregate) => {
+                    self.coordinator.handle_secure_aggregate(self.now, arrival.round, aggregate)
+                }
+            };
         } else if let Some(t) = timer_at {
             self.now = self.now.max(t);
             self.coordinator.handle_timeout(self.now);

@@ -55,6 +55,7 @@ fn run(rounds: u32, latency_ms: u64, timeout: Option<u64>, stop_after: Option<u3
         faults: Faults::default(),
         // Clients carry their momentum between rounds: part of what must replay exactly.
         carry_momentum: true,
+        secure: None,
     };
     let mut sim = Simulator::new(fed, coordinator, NetworkModel { latency_ms });
     let mut log = Vec::new();
