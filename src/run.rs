@@ -240,8 +240,11 @@ fn secure_aggregation(c: &RunConfig, strategy: &StrategyConfig, per_round: usize
     if per_round < 2 {
         bail!("secure aggregation needs at least 2 clients per round (raise --fraction)");
     }
-    // k = 2·ceil(log2 m) neighbours (Bell et al.: O(log n)), threshold just over half.
-    let k = 2 * (per_round as f64).log2().ceil() as u32;
+    // k ≈ log2 m neighbours, even (Bell et al.: O(log n)); threshold just over half.
+    let k = {
+        let k = (per_round as f64).log2().round() as u32;
+        k + k % 2
+    };
     let shares = c.secagg_num_shares.unwrap_or(k + 1).min(per_round as u32);
     let threshold = c.secagg_threshold.unwrap_or(shares / 2 + 1);
     Ok(Some(SecureAggregation {

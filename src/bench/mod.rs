@@ -3,6 +3,7 @@
 mod aggregation;
 mod fedtask;
 mod robustness;
+mod secagg;
 
 use anyhow::Result;
 use std::time::Instant;
@@ -16,6 +17,8 @@ pub enum BenchCommand {
     Robustness(robustness::RobustnessArgs),
     /// Aggregation throughput: FedAvg as GB/s next to a memory copy, median and trimmed mean.
     Aggregation(aggregation::AggregationArgs),
+    /// What SecAgg+ costs: a training round with and without it, and per-client cost as n grows.
+    Secagg(secagg::SecaggArgs),
 }
 
 /// Runs a benchmark.
@@ -24,6 +27,7 @@ pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
         BenchCommand::Fedtask(args) => fedtask::fedtask(args, process_start),
         BenchCommand::Robustness(args) => robustness::robustness(args),
         BenchCommand::Aggregation(args) => aggregation::aggregation(args),
+        BenchCommand::Secagg(args) => secagg::secagg(args),
     }
 }
 

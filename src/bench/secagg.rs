@@ -1,0 +1,155 @@
+//! `dainet bench secagg`: what secure aggregation costs.
+//!
+//! 1. **A round** of `--round-clients` clients (all sampled; 100 by default) training the MLP
+//!    784-200-200-10 (199,210 parameters) on the bundled MNIST, aggregated in plaintext and
+//!    with SecAgg+; the median wall time of `--rounds` rounds each, and their ratio.
+//! 2. **Scaling**: a bare SecAgg+ session (random inputs of `--dimension` values, no training)
+//!    for each n in `--clients` with k ≈ log2 n neighbours (even, so k + 1 shares) and
+//!    threshold k/2 + 1, unit weights. Clients run one after another on one thread, each
+//!    timed, so the per-client cost is measured directly; the server's time is what remains.
+
+use crate::config::RunConfig;
+use crate::run::{execute, plan, Start};
+use anyhow::{anyhow, Result};
+use dainet_core::SplitMix64;
+use dainet_privacy::secagg::{ParticipantId, SecAggClient, SecAggConfig, SecAggServer, ServerMessage, Time};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Arguments of `dainet bench secagg`.
+#[derive(Debug, clap::Args)]
+pub struct SecaggArgs {
+    /// Clients in the training-round comparison (all take part every round).
+    #[arg(long, default_value_t = 100)]
+    pub round_clients: usize,
+    /// Rounds per variant in the comparison (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Session sizes of the scaling measurement.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    pub clients: Vec<usize>,
+    /// Input length of the scaling measurement.
+    #[arg(long, default_value_t = 1000)]
+    pub dimension: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Median round wall time of a run of `rounds` rounds with every client each round.
+fn round_time(clients: usize, rounds: u32, secagg: bool) -> Result<(f64, f64)> {
+    let config = RunConfig { clients, fraction: 1.0, rounds, secagg, ..RunConfig::default() };
+    config.validate()?;
+    let plan = plan(config)?;
+    let mut walls = Vec::new();
+    let mut accuracy = 0.0;
+    execute(&plan, Start::fresh(plan.model.init(plan.config.seed)), |record, _| {
+        walls.push(record.wall_s);
+        accuracy = record.accuracy;
+        Ok(())
+    })?;
+    Ok((median(walls), accuracy))
+}
+
+/// Client time (summed over clients) and server time of one bare session.
+fn session(n: usize, d: usize) -> Result<(Duration, Duration, usize)> {
+    let k = {
+        let k = (n as f64).log2().round() as u32;
+        k + k % 2
+    };
+    let shares = (k + 1).min(n as u32);
+    let mut config = SecAggConfig::new(shares, shares / 2 + 1, d);
+    // Unit weights: n · max_weight · (q − 1) < 2^32 must hold up to n = 10,000.
+    config.max_weight = 1;
+    let ids: Vec<ParticipantId> = (0..n as u32).map(ParticipantId).collect();
+    let mut client_time = Duration::ZERO;
+    let mut g = SplitMix64::new(3);
+    let mut clients = BTreeMap::new();
+    for &id in &ids {
+        let input: Vec<f32> = (0..d).map(|_| g.next_f64() as f32 - 0.5).collect();
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&id.0.to_le_bytes());
+        let t = Instant::now();
+        let client = SecAggClient::new(config.clone(), id, 1, &input, 1, seed).map_err(|e| anyhow!("{e}"))?;
+        client_time += t.elapsed();
+        clients.insert(id, client);
+    }
+    let started = Instant::now();
+    let mut server = SecAggServer::new(config, ids, 1, [9; 32]).map_err(|e| anyhow!("{e}"))?;
+    let now = Time(0);
+    server.handle_start(now);
+    let result = loop {
+        let mut outbox: Vec<(ParticipantId, ServerMessage)> = Vec::new();
+        while let Some(m) = server.poll_message() {
+            outbox.push(m);
+        }
+        if outbox.is_empty() {
+            match server.poll_result() {
+                Some(r) => break r.map_err(|e| anyhow!("{e}"))?,
+                None => return Err(anyhow!("the session stalled")),
+            }
+        }
+        for (to, msg) in outbox {
+            let client = clients.get_mut(&to).ok_or_else(|| anyhow!("message for unknown {to}"))?;
+            let t = Instant::now();
+            let reply = client.handle_message(now, msg).map_err(|e| anyhow!("{e}"))?;
+            client_time += t.elapsed();
+            if let Some(reply) = reply {
+                server.handle_message(now, to, reply).map_err(|e| anyhow!("{e}"))?;
+            }
+        }
+    };
+    if result.contributors().len() != n {
+        return Err(anyhow!("{} of {n} clients contributed", result.contributors().len()));
+    }
+    let server_time = started.elapsed().saturating_sub(client_time);
+    Ok((client_time, server_time, k as usize))
+}
+
+/// Runs the benchmark and prints its JSON line.
+pub fn secagg(args: SecaggArgs) -> Result<()> {
+    let (plain_s, plain_acc) = round_time(args.round_clients, args.rounds, false)?;
+    let (secure_s, secure_acc) = round_time(args.round_clients, args.rounds, true)?;
+    let mut scaling = Vec::new();
+    for &n in &args.clients {
+        let (client, server, k) = session(n, args.dimension)?;
+        eprintln!(
+            "n = {n}: k = {k}, client {:.3} ms each, server {:.3} s",
+            client.as_secs_f64() * 1e3 / n as f64,
+            server.as_secs_f64()
+        );
+        scaling.push(serde_json::json!({
+            "clients": n,
+            "neighbours_k": k,
+            "dimension": args.dimension,
+            "client_ms_mean": client.as_secs_f64() * 1e3 / n as f64,
+            "server_s": server.as_secs_f64(),
+        }));
+    }
+    let growth = match (scaling.first(), scaling.last()) {
+        (Some(a), Some(b)) => b["client_ms_mean"].as_f64().zip(a["client_ms_mean"].as_f64()).map(|(b, a)| b / a),
+        _ => None,
+    };
+    let line = serde_json::json!({
+        "benchmark": "secagg",
+        "round_clients": args.round_clients,
+        "params": 199_210,
+        "plaintext_round_s": plain_s,
+        "secagg_round_s": secure_s,
+        "secagg_over_plaintext": secure_s / plain_s,
+        "plaintext_accuracy_after": plain_acc,
+        "secagg_accuracy_after": secure_acc,
+        "scaling": scaling,
+        "client_cost_growth_first_to_last": growth,
+        "threads": rayon::current_num_threads(),
+        "loadavg": super::loadavg(),
+    });
+    println!("{line}");
+    Ok(())
+}
