@@ -11,6 +11,20 @@
 
 pub mod params;
 pub mod rng;
+pub mod special;
 
 pub use params::{Layout, LayoutError, Params, TensorSpec};
+
+/// A logical time in milliseconds, from an origin the driver chooses. Protocol state machines
+/// take it as an argument and never read a clock; the simulator's clock is virtual, the node's
+/// real.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(pub u64);
+
+impl Time {
+    /// `self + ms` milliseconds, saturating.
+    pub fn plus_ms(self, ms: u64) -> Time {
+        Time(self.0.saturating_add(ms))
+    }
+}
 pub use rng::{stream_seed, Purpose, SplitMix64};

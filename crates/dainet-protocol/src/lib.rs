@@ -16,16 +16,7 @@
 pub mod round;
 pub mod sampling;
 
-/// A logical time in milliseconds, from an origin the driver chooses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Time(pub u64);
-
-impl Time {
-    /// `self + ms` milliseconds, saturating.
-    pub fn plus_ms(self, ms: u64) -> Time {
-        Time(self.0.saturating_add(ms))
-    }
-}
+pub use dainet_core::Time;
 
 /// A client (trainer) of a federation: its index among the federation's clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -225,17 +225,7 @@ pub const MODULUS_2_32: u64 = 1 << 32;
 /// Bytes of a share envelope: two shares and the Poly1305 tag.
 pub const ENVELOPE_BYTES: usize = 2 * SHARE_BYTES + crypto::TAG_BYTES;
 
-/// A logical time in milliseconds, from an origin the driver chooses (the same convention as
-/// `dainet_protocol::Time`: convert with `.0`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Time(pub u64);
-
-impl Time {
-    /// `self + ms` milliseconds, saturating.
-    pub fn plus_ms(self, ms: u64) -> Time {
-        Time(self.0.saturating_add(ms))
-    }
-}
+pub use dainet_core::Time;
 
 /// A participant of a SecAgg+ round (a client). Shamir x-coordinates are `id + 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
