@@ -115,9 +115,11 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
 
 /// One progress line: round, accuracy, loss, seconds, and what went wrong if anything did.
 fn round_line(r: &RoundRecord, rounds: u32) -> String {
+    // Under secure aggregation the clients' training losses are not revealed.
+    let train_loss = if r.train_loss.is_finite() { format!("{:.4}", r.train_loss) } else { "-".into() };
     let mut line = format!(
-        "round {:>3}/{rounds}  acc {:.4}  loss {:.4}  train_loss {:.4}  {:.3} s",
-        r.round, r.accuracy, r.loss, r.train_loss, r.wall_s
+        "round {:>3}/{rounds}  acc {:.4}  loss {:.4}  train_loss {train_loss}  {:.3} s",
+        r.round, r.accuracy, r.loss, r.wall_s
     );
     if let Some(b) = r.backdoor_success {
         line += &format!("  backdoor {b:.4}");
