@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod config;
+mod plan;
 mod plot;
 mod predict;
 mod run;

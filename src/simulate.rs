@@ -7,8 +7,9 @@
 //! `--resume` continues to exactly the model and report an uninterrupted run produces.
 
 use crate::config::{ConfigPatch, RunConfig};
+use crate::plan::{plan, Plan};
 use crate::plot::{line_chart, Series};
-use crate::run::{execute, plan, Plan, RoundRecord, Start};
+use crate::run::{execute, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;

@@ -4,7 +4,8 @@
 
 use super::loadavg;
 use crate::config::{ModelKind, PartitionKind, RunConfig};
-use crate::run::{execute, plan, Start};
+use crate::plan::plan;
+use crate::run::{execute, Start};
 use crate::simulate::rounds_to;
 use anyhow::Result;
 use std::time::Instant;

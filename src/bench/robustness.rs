@@ -9,7 +9,8 @@
 //! and settings) into `--out`, and prints one JSON line.
 
 use crate::config::{AttackKind, PartitionKind, RunConfig};
-use crate::run::{execute, plan, Start};
+use crate::plan::plan;
+use crate::run::{execute, Start};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -9,7 +9,8 @@
 //!    timed, so the per-client cost is measured directly; the server's time is what remains.
 
 use crate::config::RunConfig;
-use crate::run::{execute, plan, Start};
+use crate::plan::plan;
+use crate::run::{execute, Start};
 use anyhow::{anyhow, Result};
 use dainet_core::SplitMix64;
 use dainet_privacy::secagg::{ParticipantId, SecAggClient, SecAggConfig, SecAggServer, ServerMessage, Time};
