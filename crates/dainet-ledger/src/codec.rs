@@ -1,0 +1,120 @@
+//! The byte format of everything the ledger stores or sends: one version byte, then postcard.
+//!
+//! This module owns the guarantee that decoding never panics and never trusts a length it has not
+//! bounded: input longer than the record's maximum is refused before it is parsed, and every
+//! failure is a [`CodecError`] that names the record and what was wrong (empty, too large, an
+//! unknown version, cut short, malformed, or followed by stray bytes).
+//!
+//! Encodings are canonical: postcard writes each value one way, and decoding re-encodes the value
+//! and refuses input that differs, so `encode(decode(b)) == b` for every `b` that decodes. Hashes
+//! are taken over that one encoding, which is what makes a flipped byte anywhere in a stored block
+//! visible to [`crate::verify`].
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Errors from decoding a ledger record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// There were no bytes at all.
+    #[error("empty input: record={record}")]
+    Empty {
+        /// What was being decoded ("transaction", "block", "genesis").
+        record: &'static str,
+    },
+    /// The input is longer than this record may be.
+    #[error("record too large: record={record} bytes={bytes} max={max}")]
+    TooLarge {
+        /// What was being decoded.
+        record: &'static str,
+        /// Its length.
+        bytes: usize,
+        /// The most this record may take.
+        max: usize,
+    },
+    /// The version byte is not one this build reads.
+    #[error("unsupported version: record={record} found={found} supported={supported}")]
+    Version {
+        /// What was being decoded.
+        record: &'static str,
+        /// The version byte found.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
+    /// The input ended in the middle of a value.
+    #[error("truncated: record={record} bytes={bytes}")]
+    Truncated {
+        /// What was being decoded.
+        record: &'static str,
+        /// How many bytes there were.
+        bytes: usize,
+    },
+    /// The bytes do not form a valid value (bad enum tag, bad UTF-8, overlong varint, …).
+    #[error("malformed: record={record} reason={reason}")]
+    Malformed {
+        /// What was being decoded.
+        record: &'static str,
+        /// What the parser objected to.
+        reason: String,
+    },
+    /// The bytes decode, but not in the one form this format writes (an overlong varint, say), so
+    /// two byte strings would name one value.
+    #[error("non-canonical encoding: record={record}")]
+    NonCanonical {
+        /// What was being decoded.
+        record: &'static str,
+    },
+    /// A whole value was read and bytes were left over.
+    #[error("trailing bytes: record={record} extra={extra}")]
+    Trailing {
+        /// What was being decoded.
+        record: &'static str,
+        /// How many bytes were left.
+        extra: usize,
+    },
+}
+
+/// `[version] ++ postcard(value)`.
+pub(crate) fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let out = vec![version];
+    // Serializing into a growable Vec fails only for types postcard cannot express (unsized
+    // sequences); every ledger type is a plain derive, so this is an internal invariant.
+    postcard::to_extend(value, out).expect("postcard encodes every ledger type into a Vec")
+}
+
+/// Postcard alone (no version byte), for hashing and signing.
+pub(crate) fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("postcard encodes every ledger type into a Vec")
+}
+
+/// The inverse of [`encode`], refusing input over `max` bytes and any encoding [`encode`] would not
+/// have written.
+pub(crate) fn decode<T: DeserializeOwned + Serialize>(
+    record: &'static str,
+    version: u8,
+    max: usize,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let Some((&found, body)) = bytes.split_first() else {
+        return Err(CodecError::Empty { record });
+    };
+    if bytes.len() > max {
+        return Err(CodecError::TooLarge { record, bytes: bytes.len(), max });
+    }
+    if found != version {
+        return Err(CodecError::Version { record, found, supported: version });
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => CodecError::Truncated { record, bytes: bytes.len() },
+        other => CodecError::Malformed { record, reason: other.to_string() },
+    })?;
+    if !rest.is_empty() {
+        return Err(CodecError::Trailing { record, extra: rest.len() });
+    }
+    if to_bytes(&value) != body {
+        return Err(CodecError::NonCanonical { record });
+    }
+    Ok(value)
+}

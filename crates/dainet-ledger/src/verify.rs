@@ -1,0 +1,468 @@
+//! Audit a stored ledger from its bytes: every hash, link, Merkle root, signature, the state by
+//! replay, and every blob the ledger references.
+//!
+//! This module owns [`verify`], which trusts nothing it reads. It decodes the genesis and each
+//! stored block (decoding is canonical, so any changed byte either fails to decode or changes
+//! the value), then checks, block by block:
+//! - block 0 is exactly the block the genesis defines;
+//! - each block is stored at its own height, every height up to the tip is present, nothing is
+//!   stored beyond it, and the store's tip names the last block's hash;
+//! - each `prev_hash` is the hash of the block below, and timestamps never decrease;
+//! - each `tx_root` is the Merkle root of the block's transactions;
+//! - each transaction's signature verifies for the genesis chain id;
+//! - replaying the transactions from the genesis state accepts every one and reproduces each
+//!   block's `state_root`;
+//! - every update and aggregate hash a transaction commits to is in the [`BlobStore`] and its
+//!   bytes hash to it.
+//!
+//! It never stops at the first problem: the [`Report`] lists every [`Finding`]. To keep one fault
+//! from burying the rest in consequences, a transaction with a bad signature is reported and then
+//! replayed as if signed, and state replay stops at the first state-root mismatch or the first
+//! missing or undecodable block ([`Report::state_verified_through`] says how far it got); the
+//! other checks continue to the tip.
+//!
+//! What `verify` proves is that the store is *internally* consistent and signed. That it holds
+//! *the* chain — the one the validators finalized — follows when the tip hash is compared with a
+//! finalization certificate or a hash the reader already trusts; [`Report::tip`] is for that.
+//!
+//! `verify` is deterministic: the same bytes give the same report.
+
+use std::fmt;
+
+use crate::blob::BlobStore;
+use crate::block::Block;
+use crate::chain::{genesis_block, Head};
+use crate::codec::CodecError;
+use crate::genesis::{Genesis, GenesisError};
+use crate::hash::{BlockHash, Digest, TxHash};
+use crate::identity::NodeId;
+use crate::merkle;
+use crate::state::{State, TxRejection};
+use crate::store::{BlockStore, Tip};
+
+/// One problem found in a stored ledger.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Finding {
+    /// The store could not be read.
+    #[error("store unreadable: what={what} reason={reason}")]
+    Store {
+        /// What was being read.
+        what: String,
+        /// The store's error.
+        reason: String,
+    },
+    /// The store holds no genesis; nothing else can be checked.
+    #[error("no genesis in store")]
+    NoGenesis,
+    /// The genesis does not decode; nothing else can be checked.
+    #[error("undecodable genesis: {0}")]
+    UndecodableGenesis(CodecError),
+    /// The genesis breaks a rule; nothing else is checked.
+    #[error("invalid genesis: {0}")]
+    InvalidGenesis(GenesisError),
+    /// The store records no tip.
+    #[error("no tip in store")]
+    NoTip,
+    /// A height up to the tip has no block.
+    #[error("missing block: height={height}")]
+    MissingBlock {
+        /// The height.
+        height: u64,
+    },
+    /// A stored block does not decode.
+    #[error("undecodable block: height={height} reason={source}")]
+    UndecodableBlock {
+        /// The height it is stored at.
+        height: u64,
+        /// What the decoder said.
+        source: CodecError,
+    },
+    /// A block is stored above the tip.
+    #[error("block beyond tip: height={height} tip={tip}")]
+    BeyondTip {
+        /// Its height.
+        height: u64,
+        /// The tip's height.
+        tip: u64,
+    },
+    /// A block claims a height other than the one it is stored at.
+    #[error("wrong height: stored_at={stored_at} claims={claims}")]
+    WrongHeight {
+        /// Where it is stored.
+        stored_at: u64,
+        /// Its `height` field.
+        claims: u64,
+    },
+    /// Block 0 differs from the block the genesis defines.
+    #[error("genesis block mismatch: field={field}")]
+    GenesisBlockMismatch {
+        /// The first differing field.
+        field: &'static str,
+    },
+    /// A block's `prev_hash` is not the hash of the block below.
+    #[error("broken link: height={height} expected={expected} found={found}")]
+    BrokenLink {
+        /// The block's height.
+        height: u64,
+        /// The hash of the block below.
+        expected: BlockHash,
+        /// The block's `prev_hash`.
+        found: BlockHash,
+    },
+    /// A block's timestamp is below its parent's.
+    #[error("timestamp regression: height={height} parent_ms={parent_ms} found_ms={found_ms}")]
+    TimestampRegression {
+        /// The block's height.
+        height: u64,
+        /// The parent's timestamp.
+        parent_ms: u64,
+        /// The block's timestamp.
+        found_ms: u64,
+    },
+    /// A block's `tx_root` is not the Merkle root of its transactions.
+    #[error("tx root mismatch: height={height} header={header} computed={computed}")]
+    TxRootMismatch {
+        /// The block's height.
+        height: u64,
+        /// The root in the header.
+        header: Digest,
+        /// The root of the transactions carried.
+        computed: Digest,
+    },
+    /// A transaction's signature does not verify.
+    #[error("bad signature: height={height} index={index} tx={tx_hash} signer={signer}")]
+    BadSignature {
+        /// The block's height.
+        height: u64,
+        /// The transaction's position.
+        index: usize,
+        /// Its hash.
+        tx_hash: TxHash,
+        /// The claimed signer.
+        signer: NodeId,
+    },
+    /// Replay rejected a transaction (other than for its signature).
+    #[error("rejected transaction: height={height} index={index} tx={tx_hash} reason={reason}")]
+    RejectedTx {
+        /// The block's height.
+        height: u64,
+        /// The transaction's position.
+        index: usize,
+        /// Its hash.
+        tx_hash: TxHash,
+        /// Why.
+        reason: TxRejection,
+    },
+    /// Replay reached a different state than the block's `state_root`.
+    #[error("state root mismatch: height={height} header={header} computed={computed}")]
+    StateRootMismatch {
+        /// The block's height.
+        height: u64,
+        /// The root in the header.
+        header: Digest,
+        /// The root replay computed.
+        computed: Digest,
+    },
+    /// The store's tip does not name the last block.
+    #[error("tip mismatch: height={height} stored={stored} computed={computed}")]
+    TipMismatch {
+        /// The tip's height.
+        height: u64,
+        /// The hash the store records.
+        stored: BlockHash,
+        /// The hash of the block at that height.
+        computed: BlockHash,
+    },
+    /// A referenced blob is not in the blob store.
+    #[error("missing blob: height={height} index={index} hash={hash}")]
+    MissingBlob {
+        /// The block's height.
+        height: u64,
+        /// The referencing transaction's position.
+        index: usize,
+        /// The blob's hash.
+        hash: Digest,
+    },
+    /// A referenced blob's bytes do not hash to its name.
+    #[error("blob mismatch: height={height} index={index} hash={hash} found={found}")]
+    BlobMismatch {
+        /// The block's height.
+        height: u64,
+        /// The referencing transaction's position.
+        index: usize,
+        /// The hash committed to.
+        hash: Digest,
+        /// The hash of the bytes stored.
+        found: Digest,
+    },
+    /// A referenced blob could not be read.
+    #[error("blob unreadable: height={height} index={index} hash={hash} reason={reason}")]
+    BlobUnreadable {
+        /// The block's height.
+        height: u64,
+        /// The referencing transaction's position.
+        index: usize,
+        /// The blob's hash.
+        hash: Digest,
+        /// The blob store's error.
+        reason: String,
+    },
+}
+
+/// What [`verify`] checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Report {
+    /// The genesis hash, if the genesis decoded.
+    pub genesis_hash: Option<Digest>,
+    /// The tip the store records.
+    pub tip: Option<Tip>,
+    /// Blocks decoded and checked.
+    pub blocks_checked: u64,
+    /// Transactions checked.
+    pub txs_checked: u64,
+    /// Blob references checked.
+    pub blobs_checked: u64,
+    /// The highest block whose state root replay confirmed, if any.
+    pub state_verified_through: Option<u64>,
+    /// Every problem, in the order found.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether nothing was found.
+    pub fn is_ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.is_ok() { "ok" } else { "failed" };
+        write!(
+            f,
+            "ledger {verdict}: blocks={} txs={} blobs={} findings={}",
+            self.blocks_checked,
+            self.txs_checked,
+            self.blobs_checked,
+            self.findings.len()
+        )?;
+        if let Some(tip) = self.tip {
+            write!(f, " tip_height={} tip_hash={}", tip.height, tip.hash)?;
+        }
+        for finding in &self.findings {
+            write!(f, "\n  {finding}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Check everything in `store` and every blob it references in `blobs`; see the module docs.
+/// Never panics on what it reads.
+pub fn verify<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(store: &S, blobs: &B) -> Report {
+    let mut report = Report::default();
+    let Some(genesis) = read_genesis(store, &mut report) else { return report };
+    report.genesis_hash = Some(genesis.hash());
+
+    let heights = match store.heights() {
+        Ok(h) => h,
+        Err(e) => {
+            report.findings.push(Finding::Store { what: "heights".into(), reason: e.to_string() });
+            Vec::new()
+        }
+    };
+    let tip = match store.tip() {
+        Ok(t) => t,
+        Err(e) => {
+            report.findings.push(Finding::Store { what: "tip".into(), reason: e.to_string() });
+            None
+        }
+    };
+    report.tip = tip;
+    let last = match tip {
+        Some(t) => t.height,
+        None => {
+            report.findings.push(Finding::NoTip);
+            match heights.last() {
+                Some(&h) => h,
+                None => return report,
+            }
+        }
+    };
+    for &h in heights.iter().filter(|&&h| h > last) {
+        report.findings.push(Finding::BeyondTip { height: h, tip: last });
+    }
+
+    let mut walk = Walk { state: Some(State::from_genesis(&genesis)), parent: None, genesis, report };
+    let mut height = 0u64;
+    loop {
+        walk.visit(store, blobs, height);
+        if height >= last {
+            break;
+        }
+        height += 1;
+    }
+    let mut report = walk.report;
+    if let (Some(tip), Some(parent)) = (tip, walk.parent) {
+        if parent.height == tip.height && parent.hash != tip.hash {
+            report.findings.push(Finding::TipMismatch { height: tip.height, stored: tip.hash, computed: parent.hash });
+        }
+    }
+    report
+}
+
+fn read_genesis<S: BlockStore + ?Sized>(store: &S, report: &mut Report) -> Option<Genesis> {
+    let bytes = match store.genesis() {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            report.findings.push(Finding::NoGenesis);
+            return None;
+        }
+        Err(e) => {
+            report.findings.push(Finding::Store { what: "genesis".into(), reason: e.to_string() });
+            return None;
+        }
+    };
+    let genesis = match Genesis::decode(&bytes) {
+        Ok(g) => g,
+        Err(e) => {
+            report.findings.push(Finding::UndecodableGenesis(e));
+            return None;
+        }
+    };
+    if let Err(e) = genesis.validate() {
+        report.findings.push(Finding::InvalidGenesis(e));
+        return None;
+    }
+    Some(genesis)
+}
+
+/// The verifier's position while walking up the chain.
+struct Walk {
+    genesis: Genesis,
+    /// The replayed state; `None` once replay has stopped.
+    state: Option<State>,
+    /// The block below, if it decoded.
+    parent: Option<Head>,
+    report: Report,
+}
+
+impl Walk {
+    fn visit<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(&mut self, store: &S, blobs: &B, height: u64) {
+        let block = match store.block(height) {
+            Ok(Some(bytes)) => match Block::decode(&bytes) {
+                Ok(b) => Some(b),
+                Err(source) => {
+                    self.report.findings.push(Finding::UndecodableBlock { height, source });
+                    None
+                }
+            },
+            Ok(None) => {
+                self.report.findings.push(Finding::MissingBlock { height });
+                None
+            }
+            Err(e) => {
+                self.report.findings.push(Finding::Store { what: format!("block {height}"), reason: e.to_string() });
+                None
+            }
+        };
+        let Some(block) = block else {
+            // Nothing above can be linked to this height or replayed past it.
+            self.parent = None;
+            self.state = None;
+            return;
+        };
+        self.report.blocks_checked += 1;
+        if block.height != height {
+            self.report.findings.push(Finding::WrongHeight { stored_at: height, claims: block.height });
+        }
+        if height == 0 {
+            self.check_genesis_block(&block);
+        } else {
+            self.check_block(blobs, height, &block);
+        }
+        self.parent = Some(Head::of(&block));
+    }
+
+    fn check_genesis_block(&mut self, block: &Block) {
+        let expected = genesis_block(&self.genesis);
+        let field = if block.prev_hash != expected.prev_hash {
+            Some("prev_hash")
+        } else if block.tx_root != expected.tx_root {
+            Some("tx_root")
+        } else if block.state_root != expected.state_root {
+            Some("state_root")
+        } else if block.timestamp_ms != expected.timestamp_ms {
+            Some("timestamp_ms")
+        } else if !block.txs.is_empty() {
+            Some("txs")
+        } else {
+            None
+        };
+        match field {
+            Some(field) => {
+                self.report.findings.push(Finding::GenesisBlockMismatch { field });
+                self.state = None;
+            }
+            None => self.report.state_verified_through = Some(0),
+        }
+    }
+
+    fn check_block<B: BlobStore + ?Sized>(&mut self, blobs: &B, height: u64, block: &Block) {
+        let findings = &mut self.report.findings;
+        if let Some(parent) = &self.parent {
+            if block.prev_hash != parent.hash {
+                findings.push(Finding::BrokenLink { height, expected: parent.hash, found: block.prev_hash });
+            }
+            if block.timestamp_ms < parent.timestamp_ms {
+                findings.push(Finding::TimestampRegression {
+                    height,
+                    parent_ms: parent.timestamp_ms,
+                    found_ms: block.timestamp_ms,
+                });
+            }
+        }
+        let tx_hashes = block.tx_hashes();
+        let computed = merkle::root(&tx_hashes);
+        if computed != block.tx_root {
+            findings.push(Finding::TxRootMismatch { height, header: block.tx_root, computed });
+        }
+        let chain_id = self.genesis.chain_id;
+        for (index, (tx, tx_hash)) in block.txs.iter().zip(tx_hashes).enumerate() {
+            self.report.txs_checked += 1;
+            if tx.verify(&chain_id).is_err() {
+                findings.push(Finding::BadSignature { height, index, tx_hash, signer: tx.signer });
+            }
+            if let Some(hash) = tx.body.referenced_blob() {
+                self.report.blobs_checked += 1;
+                match blobs.get(&hash) {
+                    Ok(Some(bytes)) => {
+                        let found = Digest::of(&bytes);
+                        if found != hash {
+                            findings.push(Finding::BlobMismatch { height, index, hash, found });
+                        }
+                    }
+                    Ok(None) => findings.push(Finding::MissingBlob { height, index, hash }),
+                    Err(e) => findings.push(Finding::BlobUnreadable { height, index, hash, reason: e.to_string() }),
+                }
+            }
+            if let Some(state) = self.state.as_mut() {
+                // Signatures were checked above; replay as if signed so one bad signature is one
+                // finding, not a cascade of nonce errors.
+                if let Err(reason) = state.apply_presigned(tx, block.timestamp_ms) {
+                    findings.push(Finding::RejectedTx { height, index, tx_hash, reason });
+                }
+            }
+        }
+        if let Some(state) = &self.state {
+            let computed = state.root();
+            if computed == block.state_root {
+                self.report.state_verified_through = Some(height);
+            } else {
+                findings.push(Finding::StateRootMismatch { height, header: block.state_root, computed });
+                self.state = None;
+            }
+        }
+    }
+}

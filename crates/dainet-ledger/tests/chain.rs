@@ -1,0 +1,224 @@
+//! The chain: proposing, appending, reopening, and refusing invalid blocks.
+
+mod common;
+
+use common::{Fed, T0};
+use dainet_ledger::blob::MemBlobs;
+use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
+use dainet_ledger::chain::{Chain, ChainError, DropReason};
+use dainet_ledger::hash::Digest;
+use dainet_ledger::state::TxRejection;
+use dainet_ledger::store::{BlockStore, MemStore, RedbStore};
+use dainet_ledger::tx::{Transaction, TxBody, MAX_TX_BYTES};
+
+fn chain_with_rounds(rounds: u64) -> (Fed, Chain<MemStore>, MemBlobs) {
+    let mut fed = Fed::new();
+    let mut chain = Chain::create(MemStore::new(), fed.genesis.clone()).unwrap();
+    let mut blobs = MemBlobs::new();
+    fed.run_rounds(&mut chain, &mut blobs, rounds);
+    (fed, chain, blobs)
+}
+
+#[test]
+fn rounds_grow_a_hash_chained_ledger() {
+    let (fed, chain, _) = chain_with_rounds(3);
+    assert_eq!(chain.head().height, 6);
+    let mut prev = fed.genesis.hash();
+    for h in 0..=6 {
+        let block = chain.block(h).unwrap().unwrap();
+        assert_eq!(block.height, h);
+        assert_eq!(block.prev_hash, prev);
+        assert_eq!(block.tx_root, block.compute_tx_root());
+        prev = block.hash();
+    }
+    assert_eq!(prev, chain.head().hash);
+    let state = chain.state();
+    assert!(!state.round(3).unwrap().is_open());
+    assert_eq!(state.balance(&fed.keys[1].node_id()), 30);
+    assert_eq!(chain.block(6).unwrap().unwrap().state_root, state.root());
+}
+
+#[test]
+fn create_refuses_a_store_that_holds_a_chain() {
+    let (fed, chain, _) = chain_with_rounds(0);
+    let err = Chain::create(chain.into_store(), fed.genesis.clone()).unwrap_err();
+    assert!(matches!(err, ChainError::NotEmpty { found: "genesis" }), "{err}");
+}
+
+#[test]
+fn create_refuses_an_invalid_genesis() {
+    let mut fed = Fed::new();
+    fed.genesis.founders.clear();
+    assert!(matches!(Chain::create(MemStore::new(), fed.genesis), Err(ChainError::Genesis(_))));
+}
+
+/// Issue 5 acceptance: "a transaction with a reused nonce or an unknown signer is rejected".
+#[test]
+fn propose_drops_reused_nonce_unknown_signer_and_bad_signature_with_reasons() {
+    let (mut fed, chain, _) = chain_with_rounds(1);
+    let a = fed.keys[0].node_id();
+    let good = fed.tx(0, TxBody::Reward { node: a, amount: 1 });
+    let reused = Transaction::sign(&fed.keys[0], &fed.chain_id(), good.nonce, TxBody::Reward { node: a, amount: 2 });
+    let unknown = Transaction::sign(&fed.outsider, &fed.chain_id(), 1, TxBody::Reward { node: a, amount: 3 });
+    let mut forged = fed.tx(1, TxBody::Reward { node: a, amount: 4 });
+    forged.signature.0[0] ^= 1;
+    let time = chain.head().timestamp_ms;
+    let p = chain.propose_block([good.clone(), reused.clone(), unknown.clone(), forged.clone()], time).unwrap();
+    assert_eq!(p.block.txs, vec![good.clone()]);
+    let reasons: Vec<_> = p.dropped.iter().map(|d| (d.tx_hash, d.reason.clone())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                reused.hash(),
+                DropReason::Rejected(TxRejection::BadNonce { signer: a, expected: good.nonce + 1, found: good.nonce })
+            ),
+            (unknown.hash(), DropReason::Rejected(TxRejection::UnknownSigner { signer: fed.outsider.node_id() })),
+            (forged.hash(), DropReason::Rejected(TxRejection::BadSignature { signer: fed.keys[1].node_id() })),
+        ]
+    );
+}
+
+/// Issue 5 acceptance, at the block level: a block carrying a reused-nonce or unknown-signer
+/// transaction is refused as a whole, and the chain is unchanged.
+#[test]
+fn append_refuses_blocks_with_rejected_transactions() {
+    let (mut fed, mut chain, _) = chain_with_rounds(1);
+    let a = fed.keys[0].node_id();
+    let first = fed.tx(0, TxBody::Reward { node: a, amount: 1 });
+    let head = chain.head();
+    let unknown = Transaction::sign(&fed.outsider, &fed.chain_id(), 1, TxBody::Reward { node: a, amount: 1 });
+    for (bad, want_index) in [(vec![first.clone(), first.clone()], 1), (vec![unknown], 0)] {
+        // Build the block by hand, as a faulty or malicious proposer would.
+        let mut block = Block {
+            height: head.height + 1,
+            prev_hash: head.hash,
+            tx_root: Digest::ZERO,
+            state_root: chain.state().root(),
+            timestamp_ms: head.timestamp_ms,
+            txs: bad,
+        };
+        block.tx_root = block.compute_tx_root();
+        let err = chain.append(block).unwrap_err();
+        assert!(matches!(err, ChainError::RejectedTx { index, .. } if index == want_index), "{err}");
+        assert_eq!(chain.head(), head);
+        assert_eq!(chain.store().tip().unwrap().unwrap().hash, head.hash);
+    }
+}
+
+#[test]
+fn append_refuses_blocks_that_break_each_rule() {
+    let (mut fed, mut chain, _) = chain_with_rounds(1);
+    let tx = fed.tx(0, TxBody::Reward { node: fed.keys[1].node_id(), amount: 5 });
+    let head = chain.head();
+    let good = chain.propose_block([tx], head.timestamp_ms + 10).unwrap().block;
+    let state_root = chain.state().root();
+    let broken = |edit: &dyn Fn(&mut Block)| {
+        let mut b = good.clone();
+        edit(&mut b);
+        b
+    };
+    let cases = [
+        ("height", broken(&|b| b.height += 1)),
+        ("parent", broken(&|b| b.prev_hash.0[0] ^= 1)),
+        ("timestamp", broken(&|b| b.timestamp_ms = head.timestamp_ms - 1)),
+        ("tx_root", broken(&|b| b.tx_root.0[0] ^= 1)),
+        ("state_root", broken(&|b| b.state_root = state_root)),
+    ];
+    for (name, b) in cases {
+        let err = chain.append(b).unwrap_err();
+        let ok = match name {
+            "height" => matches!(err, ChainError::WrongHeight { .. }),
+            "parent" => matches!(err, ChainError::WrongParent { .. }),
+            "timestamp" => matches!(err, ChainError::TimestampRegression { .. }),
+            "tx_root" => matches!(err, ChainError::TxRootMismatch { .. }),
+            _ => matches!(err, ChainError::StateRootMismatch { .. }),
+        };
+        assert!(ok, "{name}: {err}");
+        assert_eq!(chain.head(), head, "{name}: chain moved");
+    }
+    chain.append(good).unwrap();
+    assert_eq!(chain.head().height, head.height + 1);
+}
+
+#[test]
+fn propose_refuses_a_timestamp_before_the_head() {
+    let (_, chain, _) = chain_with_rounds(1);
+    let t = chain.head().timestamp_ms;
+    assert!(matches!(chain.propose_block([], t - 1), Err(ChainError::TimestampRegression { .. })));
+    assert!(chain.propose_block([], t).is_ok());
+}
+
+#[test]
+fn a_second_replica_accepts_the_proposers_blocks_and_agrees() {
+    let (fed, chain, _) = chain_with_rounds(2);
+    let mut replica = Chain::create(MemStore::new(), fed.genesis.clone()).unwrap();
+    for h in 1..=chain.head().height {
+        let block = chain.block(h).unwrap().unwrap();
+        // Over the wire: bytes in, decode, verify, append.
+        let block = Block::decode(&block.encode()).unwrap();
+        replica.verify_block(&block).unwrap();
+        replica.append(block).unwrap();
+    }
+    assert_eq!(replica.head(), chain.head());
+    assert_eq!(replica.state(), chain.state());
+}
+
+#[test]
+fn open_replays_to_the_same_state() {
+    let (_, chain, _) = chain_with_rounds(3);
+    let (head, root) = (chain.head(), chain.state().root());
+    let reopened = Chain::open(chain.into_store()).unwrap();
+    assert_eq!(reopened.head(), head);
+    assert_eq!(reopened.state().root(), root);
+}
+
+#[test]
+fn open_refuses_a_corrupted_store() {
+    let (_, chain, _) = chain_with_rounds(2);
+    let mut store = chain.into_store();
+    store.block_bytes_mut(3).unwrap()[40] ^= 0x01;
+    assert!(Chain::open(store.clone()).is_err());
+    store.block_bytes_mut(3).unwrap()[40] ^= 0x01;
+    store.remove_block(2);
+    assert!(matches!(Chain::open(store), Err(ChainError::MissingBlock { height: 2 })));
+}
+
+#[test]
+fn redb_chain_survives_reopen_and_keeps_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let mut fed = Fed::new();
+    let (head, root) = {
+        let mut chain = Chain::create(RedbStore::open(&path).unwrap(), fed.genesis.clone()).unwrap();
+        let mut blobs = MemBlobs::new();
+        fed.run_rounds(&mut chain, &mut blobs, 2);
+        (chain.head(), chain.state().root())
+    };
+    let mut chain = Chain::open(RedbStore::open(&path).unwrap()).unwrap();
+    assert_eq!(chain.head(), head);
+    assert_eq!(chain.state().root(), root);
+    let tx = fed.tx(0, TxBody::Reward { node: fed.keys[2].node_id(), amount: 1 });
+    Fed::append(&mut chain, vec![tx], head.timestamp_ms + 1);
+    drop(chain);
+    let chain = Chain::open(RedbStore::open(&path).unwrap()).unwrap();
+    assert_eq!(chain.head().height, head.height + 1);
+}
+
+#[test]
+fn a_full_block_leaves_the_rest_for_the_next() {
+    let (mut fed, chain, _) = chain_with_rounds(0);
+    let filler = "x".repeat(MAX_TX_BYTES - 300);
+    let n = MAX_BLOCK_BYTES / (MAX_TX_BYTES - 300) + 2;
+    let txs: Vec<_> = (0..n)
+        .map(|_| {
+            let body = TxBody::DataUse { dataset_id: filler.clone(), purpose: "p".into(), consent_ref: "c".into() };
+            fed.tx(0, body)
+        })
+        .collect();
+    let p = chain.propose_block(txs, T0).unwrap();
+    assert!(p.block.encode().len() <= MAX_BLOCK_BYTES);
+    assert!(!p.dropped.is_empty());
+    assert!(p.dropped.iter().all(|d| d.reason == DropReason::BlockFull));
+    assert_eq!(p.block.txs.len() + p.dropped.len(), n);
+}
