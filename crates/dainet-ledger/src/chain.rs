@@ -8,22 +8,29 @@
 //!    never read from a clock here);
 //! 3. its encoding fits [`MAX_BLOCK_BYTES`];
 //! 4. its `tx_root` is the Merkle root of its transactions;
-//! 5. **every** transaction applies to the parent state at the block's timestamp — a block that
-//!    carries a rejected transaction is invalid as a whole;
+//! 5. **every** transaction is signed by its signer for the chain id and applies to the parent
+//!    state at the block's timestamp — a block that carries a rejected transaction is invalid as a
+//!    whole;
 //! 6. its `state_root` is the root of the resulting state.
+//!
+//! The rules live in one function, [`check_block`], which reports each broken rule as a
+//! [`BlockFault`]: the chain stops at the first, the auditor ([`crate::verify`]) collects them all.
 //!
 //! [`Chain::append`] is write-ahead: the block is committed to the store (for
 //! [`crate::store::RedbStore`], the redb transaction has committed) before the in-memory state
 //! moves; on restart [`Chain::open`] rebuilds the state by replaying the stored blocks.
 
+use std::ops::ControlFlow;
+
 use crate::block::{Block, MAX_BLOCK_BYTES};
 use crate::codec::CodecError;
 use crate::genesis::{Genesis, GenesisError};
 use crate::hash::{BlockHash, Digest, TxHash};
+use crate::identity::NodeId;
 use crate::merkle;
 use crate::state::{State, TxRejection};
 use crate::store::{BlockStore, StoreError};
-use crate::tx::Transaction;
+use crate::tx::{ChainId, Transaction};
 
 /// Room left in a block for everything but its transactions (header fields and length prefix).
 const BLOCK_OVERHEAD: usize = 256;
@@ -67,76 +74,9 @@ pub enum ChainError {
     /// The stored block 0 is not the one the genesis defines.
     #[error("block 0 does not match the genesis")]
     GenesisBlockMismatch,
-    /// Rule 1: not the next height.
-    #[error("wrong height: expected={expected} found={found}")]
-    WrongHeight {
-        /// The tip's height plus one.
-        expected: u64,
-        /// The block's height.
-        found: u64,
-    },
-    /// Rule 1: not built on the tip.
-    #[error("wrong parent: height={height} expected={expected} found={found}")]
-    WrongParent {
-        /// The block's height.
-        height: u64,
-        /// The tip's hash.
-        expected: BlockHash,
-        /// The block's `prev_hash`.
-        found: BlockHash,
-    },
-    /// Rule 2: the timestamp went backwards.
-    #[error("timestamp regression: height={height} parent_ms={parent_ms} found_ms={found_ms}")]
-    TimestampRegression {
-        /// The block's height.
-        height: u64,
-        /// The parent's timestamp.
-        parent_ms: u64,
-        /// The block's timestamp.
-        found_ms: u64,
-    },
-    /// Rule 3: the block is too large.
-    #[error("block too large: height={height} bytes={bytes} max={max}")]
-    TooLarge {
-        /// The block's height.
-        height: u64,
-        /// Its encoded size.
-        bytes: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// Rule 4: the transaction root does not match the transactions.
-    #[error("tx root mismatch: height={height} header={header} computed={computed}")]
-    TxRootMismatch {
-        /// The block's height.
-        height: u64,
-        /// The root in the header.
-        header: Digest,
-        /// The root of the transactions carried.
-        computed: Digest,
-    },
-    /// Rule 5: a transaction in the block does not apply.
-    #[error("rejected transaction: height={height} index={index} tx={tx_hash} reason={reason}")]
-    RejectedTx {
-        /// The block's height.
-        height: u64,
-        /// The transaction's position in the block.
-        index: usize,
-        /// Its hash.
-        tx_hash: TxHash,
-        /// Why it was rejected.
-        reason: TxRejection,
-    },
-    /// Rule 6: the state root does not match the replayed state.
-    #[error("state root mismatch: height={height} header={header} computed={computed}")]
-    StateRootMismatch {
-        /// The block's height.
-        height: u64,
-        /// The root in the header.
-        header: Digest,
-        /// The root of the replayed state.
-        computed: Digest,
-    },
+    /// The block breaks one of the rules 1–6 (the first one found).
+    #[error(transparent)]
+    Block(#[from] BlockFault),
     /// The store's tip does not name the last block.
     #[error("tip mismatch: height={height} stored={stored} computed={computed}")]
     TipMismatch {
@@ -208,46 +148,182 @@ pub fn genesis_block(genesis: &Genesis) -> Block {
     }
 }
 
-/// Check `block` as the successor of `head` on `state` (rules 1–6); return the state after it.
-pub(crate) fn check_next(state: &State, head: &Head, block: &Block) -> Result<State, ChainError> {
+/// One way a block fails to be the valid next block: a broken rule of this module's list.
+///
+/// The one list both the chain ([`Chain::verify_block`], [`Chain::append`], [`Chain::open`]: the
+/// first fault is the error) and the auditor ([`crate::verify::verify`]: every fault is a
+/// finding) report from, so the two can never disagree on what a valid block is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockFault {
+    /// Rule 1: not the expected height.
+    #[error("wrong height: expected={expected} found={found}")]
+    WrongHeight {
+        /// The height the block should have (the parent's plus one, or where it is stored).
+        expected: u64,
+        /// The block's height.
+        found: u64,
+    },
+    /// Rule 1: not built on the parent.
+    #[error("wrong parent: height={height} expected={expected} found={found}")]
+    WrongParent {
+        /// The block's height.
+        height: u64,
+        /// The parent's hash.
+        expected: BlockHash,
+        /// The block's `prev_hash`.
+        found: BlockHash,
+    },
+    /// Rule 2: the timestamp went backwards.
+    #[error("timestamp regression: height={height} parent_ms={parent_ms} found_ms={found_ms}")]
+    TimestampRegression {
+        /// The block's height.
+        height: u64,
+        /// The parent's timestamp.
+        parent_ms: u64,
+        /// The block's timestamp.
+        found_ms: u64,
+    },
+    /// Rule 3: the block is too large.
+    #[error("block too large: height={height} bytes={bytes} max={max}")]
+    TooLarge {
+        /// The block's height.
+        height: u64,
+        /// Its encoded size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Rule 4: the transaction root does not match the transactions.
+    #[error("tx root mismatch: height={height} header={header} computed={computed}")]
+    TxRootMismatch {
+        /// The block's height.
+        height: u64,
+        /// The root in the header.
+        header: Digest,
+        /// The root of the transactions carried.
+        computed: Digest,
+    },
+    /// Rule 5: a transaction's signature does not verify for the chain id.
+    #[error("bad signature: height={height} index={index} tx={tx_hash} signer={signer}")]
+    BadSignature {
+        /// The block's height.
+        height: u64,
+        /// The transaction's position in the block.
+        index: usize,
+        /// Its hash.
+        tx_hash: TxHash,
+        /// The claimed signer.
+        signer: NodeId,
+    },
+    /// Rule 5: a transaction does not apply to the state (for a reason other than its signature).
+    #[error("rejected transaction: height={height} index={index} tx={tx_hash} reason={reason}")]
+    RejectedTx {
+        /// The block's height.
+        height: u64,
+        /// The transaction's position in the block.
+        index: usize,
+        /// Its hash.
+        tx_hash: TxHash,
+        /// Why it was rejected.
+        reason: TxRejection,
+    },
+    /// Rule 6: the state root does not match the replayed state.
+    #[error("state root mismatch: height={height} header={header} computed={computed}")]
+    StateRootMismatch {
+        /// The block's height.
+        height: u64,
+        /// The root in the header.
+        header: Digest,
+        /// The root of the replayed state.
+        computed: Digest,
+    },
+}
+
+/// What [`check_block`] checks a block against.
+#[derive(Debug)]
+pub struct BlockContext<'a> {
+    /// The height the block must have.
+    pub height: u64,
+    /// The block below, when known: rules 1 (link) and 2 need it and are skipped without it.
+    pub parent: Option<&'a Head>,
+    /// The chain id signatures are checked for.
+    pub chain_id: &'a ChainId,
+}
+
+/// Check `block` against rules 1–6, handing each broken rule to `fault` in rule order; `fault`
+/// answers whether to go on ([`ControlFlow::Break`] stops at once).
+///
+/// `state` is the state after the parent: the block's transactions are applied to it in place
+/// (one that does not apply is reported and skipped, so the state stays that of the transactions
+/// that did), then its root is compared (rule 6). With `None`, rules 5's replay and 6 are skipped
+/// and only signatures are checked. A transaction with a bad signature is reported once and then
+/// replayed as if signed, so one forged signature is one fault, not a cascade of nonce faults.
+pub fn check_block(
+    block: &Block,
+    context: &BlockContext<'_>,
+    mut state: Option<&mut State>,
+    fault: &mut dyn FnMut(BlockFault) -> ControlFlow<()>,
+) -> ControlFlow<()> {
     let height = block.height;
-    let expected = head.height.saturating_add(1);
-    if height != expected {
-        return Err(ChainError::WrongHeight { expected, found: height });
+    if height != context.height {
+        fault(BlockFault::WrongHeight { expected: context.height, found: height })?;
     }
-    if block.prev_hash != head.hash {
-        return Err(ChainError::WrongParent { height, expected: head.hash, found: block.prev_hash });
-    }
-    if block.timestamp_ms < head.timestamp_ms {
-        return Err(ChainError::TimestampRegression {
-            height,
-            parent_ms: head.timestamp_ms,
-            found_ms: block.timestamp_ms,
-        });
+    if let Some(parent) = context.parent {
+        if block.prev_hash != parent.hash {
+            fault(BlockFault::WrongParent { height, expected: parent.hash, found: block.prev_hash })?;
+        }
+        if block.timestamp_ms < parent.timestamp_ms {
+            fault(BlockFault::TimestampRegression {
+                height,
+                parent_ms: parent.timestamp_ms,
+                found_ms: block.timestamp_ms,
+            })?;
+        }
     }
     let bytes = block.encode().len();
     if bytes > MAX_BLOCK_BYTES {
-        return Err(ChainError::TooLarge { height, bytes, max: MAX_BLOCK_BYTES });
+        fault(BlockFault::TooLarge { height, bytes, max: MAX_BLOCK_BYTES })?;
     }
     let tx_hashes = block.tx_hashes();
     let computed = merkle::root(&tx_hashes);
     if computed != block.tx_root {
-        return Err(ChainError::TxRootMismatch { height, header: block.tx_root, computed });
+        fault(BlockFault::TxRootMismatch { height, header: block.tx_root, computed })?;
     }
-    let mut next = state.clone();
     for (index, (tx, tx_hash)) in block.txs.iter().zip(tx_hashes).enumerate() {
-        next.apply(tx, block.timestamp_ms).map_err(|reason| ChainError::RejectedTx {
-            height,
-            index,
-            tx_hash,
-            reason,
-        })?;
+        if tx.verify(context.chain_id).is_err() {
+            fault(BlockFault::BadSignature { height, index, tx_hash, signer: tx.signer })?;
+        }
+        if let Some(state) = state.as_deref_mut() {
+            if let Err(reason) = state.apply_presigned(tx, block.timestamp_ms) {
+                fault(BlockFault::RejectedTx { height, index, tx_hash, reason })?;
+            }
+        }
     }
-    let computed = next.root();
-    if computed != block.state_root {
-        return Err(ChainError::StateRootMismatch { height, header: block.state_root, computed });
+    if let Some(state) = state {
+        let computed = state.root();
+        if computed != block.state_root {
+            fault(BlockFault::StateRootMismatch { height, header: block.state_root, computed })?;
+        }
     }
-    Ok(next)
+    ControlFlow::Continue(())
+}
+
+/// Check `block` as the successor of `head` on `state` (rules 1–6); return the state after it,
+/// or the first broken rule.
+pub(crate) fn check_next(state: &State, head: &Head, block: &Block) -> Result<State, ChainError> {
+    let mut next = state.clone();
+    let mut first = None;
+    let context =
+        BlockContext { height: head.height.saturating_add(1), parent: Some(head), chain_id: state.chain_id() };
+    let _ = check_block(block, &context, Some(&mut next), &mut |f| {
+        first = Some(f);
+        ControlFlow::Break(())
+    });
+    match first {
+        Some(f) => Err(ChainError::Block(f)),
+        None => Ok(next),
+    }
 }
 
 /// A genesis, the blocks after it and the current state, backed by a [`BlockStore`].
@@ -320,11 +396,11 @@ impl<S: BlockStore> Chain<S> {
     ) -> Result<Proposal, ChainError> {
         let height = self.head.height.saturating_add(1);
         if timestamp_ms < self.head.timestamp_ms {
-            return Err(ChainError::TimestampRegression {
+            return Err(ChainError::Block(BlockFault::TimestampRegression {
                 height,
                 parent_ms: self.head.timestamp_ms,
                 found_ms: timestamp_ms,
-            });
+            }));
         }
         let mut state = self.state.clone();
         let mut included = Vec::new();

@@ -28,16 +28,15 @@
 //! `verify` is deterministic: the same bytes give the same report.
 
 use std::fmt;
+use std::ops::ControlFlow;
 
 use crate::blob::BlobStore;
 use crate::block::Block;
-use crate::chain::{genesis_block, Head};
+use crate::chain::{check_block, genesis_block, BlockContext, BlockFault, Head};
 use crate::codec::CodecError;
 use crate::genesis::{Genesis, GenesisError};
-use crate::hash::{BlockHash, Digest, TxHash};
-use crate::identity::NodeId;
-use crate::merkle;
-use crate::state::{State, TxRejection};
+use crate::hash::{BlockHash, Digest};
+use crate::state::State;
 use crate::store::{BlockStore, Tip};
 
 /// One problem found in a stored ledger.
@@ -86,84 +85,15 @@ pub enum Finding {
         /// The tip's height.
         tip: u64,
     },
-    /// A block claims a height other than the one it is stored at.
-    #[error("wrong height: stored_at={stored_at} claims={claims}")]
-    WrongHeight {
-        /// Where it is stored.
-        stored_at: u64,
-        /// Its `height` field.
-        claims: u64,
-    },
     /// Block 0 differs from the block the genesis defines.
     #[error("genesis block mismatch: field={field}")]
     GenesisBlockMismatch {
         /// The first differing field.
         field: &'static str,
     },
-    /// A block's `prev_hash` is not the hash of the block below.
-    #[error("broken link: height={height} expected={expected} found={found}")]
-    BrokenLink {
-        /// The block's height.
-        height: u64,
-        /// The hash of the block below.
-        expected: BlockHash,
-        /// The block's `prev_hash`.
-        found: BlockHash,
-    },
-    /// A block's timestamp is below its parent's.
-    #[error("timestamp regression: height={height} parent_ms={parent_ms} found_ms={found_ms}")]
-    TimestampRegression {
-        /// The block's height.
-        height: u64,
-        /// The parent's timestamp.
-        parent_ms: u64,
-        /// The block's timestamp.
-        found_ms: u64,
-    },
-    /// A block's `tx_root` is not the Merkle root of its transactions.
-    #[error("tx root mismatch: height={height} header={header} computed={computed}")]
-    TxRootMismatch {
-        /// The block's height.
-        height: u64,
-        /// The root in the header.
-        header: Digest,
-        /// The root of the transactions carried.
-        computed: Digest,
-    },
-    /// A transaction's signature does not verify.
-    #[error("bad signature: height={height} index={index} tx={tx_hash} signer={signer}")]
-    BadSignature {
-        /// The block's height.
-        height: u64,
-        /// The transaction's position.
-        index: usize,
-        /// Its hash.
-        tx_hash: TxHash,
-        /// The claimed signer.
-        signer: NodeId,
-    },
-    /// Replay rejected a transaction (other than for its signature).
-    #[error("rejected transaction: height={height} index={index} tx={tx_hash} reason={reason}")]
-    RejectedTx {
-        /// The block's height.
-        height: u64,
-        /// The transaction's position.
-        index: usize,
-        /// Its hash.
-        tx_hash: TxHash,
-        /// Why.
-        reason: TxRejection,
-    },
-    /// Replay reached a different state than the block's `state_root`.
-    #[error("state root mismatch: height={height} header={header} computed={computed}")]
-    StateRootMismatch {
-        /// The block's height.
-        height: u64,
-        /// The root in the header.
-        header: Digest,
-        /// The root replay computed.
-        computed: Digest,
-    },
+    /// A block breaks one of the chain's rules 1–6 ([`crate::chain::BlockFault`]).
+    #[error(transparent)]
+    Block(#[from] BlockFault),
     /// The store's tip does not name the last block.
     #[error("tip mismatch: height={height} stored={stored} computed={computed}")]
     TipMismatch {
@@ -374,9 +304,6 @@ impl Walk {
             return;
         };
         self.report.blocks_checked += 1;
-        if block.height != height {
-            self.report.findings.push(Finding::WrongHeight { stored_at: height, claims: block.height });
-        }
         if height == 0 {
             self.check_genesis_block(&block);
         } else {
@@ -386,6 +313,9 @@ impl Walk {
     }
 
     fn check_genesis_block(&mut self, block: &Block) {
+        if block.height != 0 {
+            self.report.findings.push(Finding::Block(BlockFault::WrongHeight { expected: 0, found: block.height }));
+        }
         let expected = genesis_block(&self.genesis);
         let field = if block.prev_hash != expected.prev_hash {
             Some("prev_hash")
@@ -410,58 +340,35 @@ impl Walk {
     }
 
     fn check_block<B: BlobStore + ?Sized>(&mut self, blobs: &B, height: u64, block: &Block) {
-        let findings = &mut self.report.findings;
-        if let Some(parent) = &self.parent {
-            if block.prev_hash != parent.hash {
-                findings.push(Finding::BrokenLink { height, expected: parent.hash, found: block.prev_hash });
-            }
-            if block.timestamp_ms < parent.timestamp_ms {
-                findings.push(Finding::TimestampRegression {
-                    height,
-                    parent_ms: parent.timestamp_ms,
-                    found_ms: block.timestamp_ms,
-                });
-            }
-        }
-        let tx_hashes = block.tx_hashes();
-        let computed = merkle::root(&tx_hashes);
-        if computed != block.tx_root {
-            findings.push(Finding::TxRootMismatch { height, header: block.tx_root, computed });
-        }
         let chain_id = self.genesis.chain_id;
-        for (index, (tx, tx_hash)) in block.txs.iter().zip(tx_hashes).enumerate() {
-            self.report.txs_checked += 1;
-            if tx.verify(&chain_id).is_err() {
-                findings.push(Finding::BadSignature { height, index, tx_hash, signer: tx.signer });
-            }
-            if let Some(hash) = tx.body.referenced_blob() {
-                self.report.blobs_checked += 1;
-                match blobs.get(&hash) {
-                    Ok(Some(bytes)) => {
-                        let found = Digest::of(&bytes);
-                        if found != hash {
-                            findings.push(Finding::BlobMismatch { height, index, hash, found });
-                        }
-                    }
-                    Ok(None) => findings.push(Finding::MissingBlob { height, index, hash }),
-                    Err(e) => findings.push(Finding::BlobUnreadable { height, index, hash, reason: e.to_string() }),
-                }
-            }
-            if let Some(state) = self.state.as_mut() {
-                // Signatures were checked above; replay as if signed so one bad signature is one
-                // finding, not a cascade of nonce errors.
-                if let Err(reason) = state.apply_presigned(tx, block.timestamp_ms) {
-                    findings.push(Finding::RejectedTx { height, index, tx_hash, reason });
-                }
-            }
+        let context = BlockContext { height, parent: self.parent.as_ref(), chain_id: &chain_id };
+        let replaying = self.state.is_some();
+        let mut state_diverged = false;
+        let findings = &mut self.report.findings;
+        let _ = check_block(block, &context, self.state.as_mut(), &mut |fault| {
+            state_diverged |= matches!(fault, BlockFault::StateRootMismatch { .. });
+            findings.push(Finding::Block(fault));
+            ControlFlow::Continue(())
+        });
+        if state_diverged {
+            // Past a wrong state root every later root would differ too: stop replaying.
+            self.state = None;
+        } else if replaying {
+            self.report.state_verified_through = Some(height);
         }
-        if let Some(state) = &self.state {
-            let computed = state.root();
-            if computed == block.state_root {
-                self.report.state_verified_through = Some(height);
-            } else {
-                findings.push(Finding::StateRootMismatch { height, header: block.state_root, computed });
-                self.state = None;
+        self.report.txs_checked += block.txs.len() as u64;
+        for (index, tx) in block.txs.iter().enumerate() {
+            let Some(hash) = tx.body.referenced_blob() else { continue };
+            self.report.blobs_checked += 1;
+            match blobs.get(&hash) {
+                Ok(Some(bytes)) => {
+                    let found = Digest::of(&bytes);
+                    if found != hash {
+                        findings.push(Finding::BlobMismatch { height, index, hash, found });
+                    }
+                }
+                Ok(None) => findings.push(Finding::MissingBlob { height, index, hash }),
+                Err(e) => findings.push(Finding::BlobUnreadable { height, index, hash, reason: e.to_string() }),
             }
         }
     }

@@ -5,7 +5,7 @@ mod common;
 use common::{Fed, T0};
 use dainet_ledger::blob::MemBlobs;
 use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
-use dainet_ledger::chain::{Chain, ChainError, DropReason};
+use dainet_ledger::chain::{BlockFault, Chain, ChainError, DropReason};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::state::TxRejection;
 use dainet_ledger::store::{BlockStore, MemStore, RedbStore};
@@ -100,7 +100,7 @@ fn append_refuses_blocks_with_rejected_transactions() {
         };
         block.tx_root = block.compute_tx_root();
         let err = chain.append(block).unwrap_err();
-        assert!(matches!(err, ChainError::RejectedTx { index, .. } if index == want_index), "{err}");
+        assert!(matches!(err, ChainError::Block(BlockFault::RejectedTx { index, .. }) if index == want_index), "{err}");
         assert_eq!(chain.head(), head);
         assert_eq!(chain.store().tip().unwrap().unwrap().hash, head.hash);
     }
@@ -128,11 +128,11 @@ fn append_refuses_blocks_that_break_each_rule() {
     for (name, b) in cases {
         let err = chain.append(b).unwrap_err();
         let ok = match name {
-            "height" => matches!(err, ChainError::WrongHeight { .. }),
-            "parent" => matches!(err, ChainError::WrongParent { .. }),
-            "timestamp" => matches!(err, ChainError::TimestampRegression { .. }),
-            "tx_root" => matches!(err, ChainError::TxRootMismatch { .. }),
-            _ => matches!(err, ChainError::StateRootMismatch { .. }),
+            "height" => matches!(err, ChainError::Block(BlockFault::WrongHeight { .. })),
+            "parent" => matches!(err, ChainError::Block(BlockFault::WrongParent { .. })),
+            "timestamp" => matches!(err, ChainError::Block(BlockFault::TimestampRegression { .. })),
+            "tx_root" => matches!(err, ChainError::Block(BlockFault::TxRootMismatch { .. })),
+            _ => matches!(err, ChainError::Block(BlockFault::StateRootMismatch { .. })),
         };
         assert!(ok, "{name}: {err}");
         assert_eq!(chain.head(), head, "{name}: chain moved");
@@ -145,7 +145,7 @@ fn append_refuses_blocks_that_break_each_rule() {
 fn propose_refuses_a_timestamp_before_the_head() {
     let (_, chain, _) = chain_with_rounds(1);
     let t = chain.head().timestamp_ms;
-    assert!(matches!(chain.propose_block([], t - 1), Err(ChainError::TimestampRegression { .. })));
+    assert!(matches!(chain.propose_block([], t - 1), Err(ChainError::Block(BlockFault::TimestampRegression { .. }))));
     assert!(chain.propose_block([], t).is_ok());
 }
 

@@ -7,7 +7,7 @@ mod common;
 use common::{absent, Fed};
 use dainet_ledger::blob::{BlobStore, DirBlobs, MemBlobs};
 use dainet_ledger::block::Block;
-use dainet_ledger::chain::Chain;
+use dainet_ledger::chain::{BlockFault, Chain};
 use dainet_ledger::codec::CodecError;
 use dainet_ledger::hash::Digest;
 use dainet_ledger::state::TxRejection;
@@ -54,15 +54,18 @@ fn located_at(finding: &Finding) -> Option<u64> {
     match finding {
         Finding::MissingBlock { height }
         | Finding::UndecodableBlock { height, .. }
-        | Finding::BrokenLink { height, .. }
-        | Finding::TimestampRegression { height, .. }
-        | Finding::TxRootMismatch { height, .. }
-        | Finding::BadSignature { height, .. }
-        | Finding::RejectedTx { height, .. }
-        | Finding::StateRootMismatch { height, .. }
+        | Finding::Block(
+            BlockFault::WrongParent { height, .. }
+            | BlockFault::TimestampRegression { height, .. }
+            | BlockFault::TooLarge { height, .. }
+            | BlockFault::TxRootMismatch { height, .. }
+            | BlockFault::BadSignature { height, .. }
+            | BlockFault::RejectedTx { height, .. }
+            | BlockFault::StateRootMismatch { height, .. },
+        )
         | Finding::MissingBlob { height, .. }
         | Finding::BlobMismatch { height, .. } => Some(*height),
-        Finding::WrongHeight { stored_at, .. } => Some(*stored_at),
+        Finding::Block(BlockFault::WrongHeight { expected, .. }) => Some(*expected),
         _ => None,
     }
 }
@@ -122,8 +125,14 @@ fn flipped_signature_byte_is_reported_as_a_bad_signature() {
     let last = bytes.len() - 1; // the last transaction's signature ends the block
     bytes[last] ^= 0x01;
     let report = verify(&store, &blobs);
-    assert!(report.findings.iter().any(|f| matches!(f, Finding::BadSignature { height: 3, .. })), "{report}");
-    assert!(report.findings.iter().any(|f| matches!(f, Finding::TxRootMismatch { height: 3, .. })), "{report}");
+    assert!(
+        report.findings.iter().any(|f| matches!(f, Finding::Block(BlockFault::BadSignature { height: 3, .. }))),
+        "{report}"
+    );
+    assert!(
+        report.findings.iter().any(|f| matches!(f, Finding::Block(BlockFault::TxRootMismatch { height: 3, .. }))),
+        "{report}"
+    );
 }
 
 #[test]
@@ -228,7 +237,7 @@ fn transaction_with_bad_signature_is_found() {
     let report = verify(&store, &blobs);
     assert_eq!(
         report.findings,
-        vec![Finding::BadSignature { height: 3, index: 2, tx_hash: tx.hash(), signer: tx.signer }],
+        vec![Finding::Block(BlockFault::BadSignature { height: 3, index: 2, tx_hash: tx.hash(), signer: tx.signer })],
         "{report}"
     );
     assert_eq!(report.state_verified_through, Some(TIP), "one bad signature does not stop replay");
@@ -247,7 +256,7 @@ fn reused_nonce_and_unknown_signer_in_a_stored_block_are_found() {
     assert!(
         report.findings.iter().any(|f| matches!(
             f,
-            Finding::RejectedTx { height: 3, index: i, reason: TxRejection::BadNonce { .. }, .. } if *i == index
+            Finding::Block(BlockFault::RejectedTx { height: 3, index: i, reason: TxRejection::BadNonce { .. }, .. }) if *i == index
         )),
         "{report}"
     );
@@ -264,7 +273,12 @@ fn reused_nonce_and_unknown_signer_in_a_stored_block_are_found() {
     assert!(
         report.findings.iter().any(|f| matches!(
             f,
-            Finding::RejectedTx { height: 5, index: 0, reason: TxRejection::UnknownSigner { .. }, .. }
+            Finding::Block(BlockFault::RejectedTx {
+                height: 5,
+                index: 0,
+                reason: TxRejection::UnknownSigner { .. },
+                ..
+            })
         )),
         "{report}"
     );
@@ -275,7 +289,10 @@ fn a_changed_state_root_is_found_and_stops_replay() {
     let (_, mut store, blobs) = ledger();
     rewrite(&mut store, 4, |b| b.state_root.0[0] ^= 1);
     let report = verify(&store, &blobs);
-    assert!(matches!(report.findings.as_slice(), [Finding::StateRootMismatch { height: 4, .. }]), "{report}");
+    assert!(
+        matches!(report.findings.as_slice(), [Finding::Block(BlockFault::StateRootMismatch { height: 4, .. })]),
+        "{report}"
+    );
     assert_eq!(report.state_verified_through, Some(3));
 }
 
