@@ -159,6 +159,7 @@ pub struct RunConfig {
     pub secagg_threshold: Option<u32>,
     pub secagg_clipping_range: f32,
     pub secagg_quantization_range: u32,
+    pub ledger: bool,
 }
 
 impl Default for RunConfig {
@@ -234,6 +235,7 @@ impl Default for RunConfig {
             secagg_threshold: None,
             secagg_clipping_range: 1.0,
             secagg_quantization_range: 1 << 16,
+            ledger: true,
         }
     }
 }
@@ -443,6 +445,14 @@ pub struct ConfigPatch {
     /// SecAgg+ quantisation levels [default: 65536].
     #[arg(long)]
     pub secagg_quantization_range: Option<u32>,
+    /// Record every round in a ledger replicated by 4 simulated validators, written to
+    /// OUT/ledger [default: true].
+    #[arg(long)]
+    pub ledger: Option<bool>,
+    /// Do not record a ledger (the same as --ledger false).
+    #[arg(long, conflicts_with = "ledger")]
+    #[serde(skip)]
+    pub no_ledger: bool,
     /// Simulated one-way network latency in milliseconds [default: 50].
     #[arg(long)]
     pub latency_ms: Option<u64>,
@@ -470,7 +480,10 @@ impl RunConfig {
         set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta, carry_momentum);
         set!(dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
         set_opt!(dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
-        set!(secagg, dropout_after_masking, secagg_clipping_range, secagg_quantization_range);
+        set!(secagg, dropout_after_masking, secagg_clipping_range, secagg_quantization_range, ledger);
+        if patch.no_ledger {
+            self.ledger = false;
+        }
         set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms, robust_f, multi_krum_m);
         set_opt!(clip_norm, bucket_size, max_update_norm, attack, alie_z, backdoor_boost);
     }
@@ -607,6 +620,8 @@ impl RunConfig {
         c.rounds = 0;
         c.out = PathBuf::new();
         c.checkpoint_every = 0;
+        // Recording the run changes nothing it computes.
+        c.ledger = true;
         let text = serde_json::to_string(&c).expect("config serialises");
         // FNV-1a, 64 bits: stable across platforms and Rust versions.
         let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
@@ -656,9 +671,9 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_ignores_rounds_and_output_only() {
+    fn fingerprint_ignores_rounds_output_and_ledger_only() {
         let a = RunConfig::default();
-        let b = RunConfig { rounds: 3, out: "x".into(), checkpoint_every: 2, ..a.clone() };
+        let b = RunConfig { rounds: 3, out: "x".into(), checkpoint_every: 2, ledger: false, ..a.clone() };
         let c = RunConfig { lr: 0.1, ..a.clone() };
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());

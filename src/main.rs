@@ -1,8 +1,10 @@
-//! The `dainet` command line: `simulate`, `bench fedtask` and `predict`.
+//! The `dainet` command line: `simulate`, `bench fedtask`, `predict`, `keygen` and `ledger`.
 
 mod bench;
 mod compare;
 mod config;
+mod keygen;
+mod ledger;
 mod plan;
 mod plot;
 mod predict;
@@ -32,6 +34,11 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Draw one metric of several runs on one chart.
     Compare(compare::CompareArgs),
+    /// Make a new node identity: an ed25519 key file; prints the node id.
+    Keygen(keygen::KeygenArgs),
+    /// Read a ledger folder: show it, verify it, export it.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
 }
 
 /// Versions of dainet and the crates whose arithmetic shapes results.
@@ -63,6 +70,12 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::bench(command, process_start),
         Command::Predict(args) => predict::predict(args),
         Command::Compare(args) => compare::compare(args),
+        Command::Keygen(args) => keygen::keygen(args),
+        // `ledger verify` exits 1 when it finds problems, so `ledger` returns its exit code.
+        Command::Ledger(command) => match ledger::ledger(command) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

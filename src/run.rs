@@ -10,7 +10,7 @@ use dainet_ml::{evaluate, SgdConfig};
 use dainet_privacy::accountant::{default_orders, Conversion, RdpAccountant};
 use dainet_protocol::round::{Coordinator, RoundConfig, RoundOutcome};
 use dainet_sim::faults::RoundFaults;
-use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
+use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator, UpdateTap};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +45,24 @@ pub struct RoundRecord {
     pub epsilon_tight: Option<f64>,
     /// The clipping norm the next round uses (differential privacy only).
     pub dp_clip_norm: Option<f64>,
+    /// Where the round landed in the ledger (when one is recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerEntry>,
+}
+
+/// Where a round's transactions landed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The height of the block holding the round's aggregate (or its last transaction).
+    pub block: u64,
+    /// The lowest height holding one of the round's transactions.
+    pub first_block: u64,
+    /// Transactions recorded for the round.
+    pub txs: usize,
+    /// blake3 of the aggregate model file, if the round aggregated.
+    pub aggregate_hash: Option<String>,
+    /// Wall seconds the ledger took for this round (blobs, signing, consensus).
+    pub ledger_s: f64,
 }
 
 /// Where a run starts: θ_{first_round − 1} and, when resuming, the strategy's state.
@@ -117,6 +135,17 @@ impl Privacy {
 pub fn execute(
     plan: &Plan,
     start: Start,
+    on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
+) -> Result<Arc<Params>> {
+    execute_tapped(plan, start, None, on_round)
+}
+
+/// [`execute`], with `tap` seeing every plain update as it reaches the coordinator (see
+/// [`Simulator::with_update_tap`]).
+pub fn execute_tapped(
+    plan: &Plan,
+    start: Start,
+    tap: Option<UpdateTap<'_>>,
     mut on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
 ) -> Result<Arc<Params>> {
     let Start { params: start, first_round, server_state, dp_clip_norm } = start;
@@ -160,6 +189,9 @@ pub fn execute(
         secure: plan.secure.clone(),
     };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
+    if let Some(tap) = tap {
+        sim = sim.with_update_tap(tap);
+    }
     let mut last = Arc::new(start);
     let mut error = None;
     let mut round_start = Instant::now();
@@ -193,6 +225,7 @@ pub fn execute(
             epsilon,
             epsilon_tight,
             dp_clip_norm: outcome.dp_clip_norm,
+            ledger: None,
         };
         last = outcome.params.clone();
         let result = on_round(&record, outcome);

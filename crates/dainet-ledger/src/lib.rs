@@ -21,6 +21,8 @@
 //! - [`chain`]: proposes, checks and appends blocks over a [`store::BlockStore`].
 //! - [`blob`]: the content-addressed store the commitments point into.
 //! - [`verify`]: audits a stored ledger and its blobs and lists every problem.
+//! - [`folder`]: the on-disk layout, `DIR/ledger.redb` and `DIR/blobs/`, that the CLI, the
+//!   simulator and nodes share.
 //!
 //! The crate is sans-IO in the sense that matters for replay: it reads no clock (block times are
 //! arguments), draws randomness only from a generator the caller passes, and every decision is a
@@ -117,6 +119,7 @@ pub mod blob;
 pub mod block;
 pub mod chain;
 pub mod codec;
+pub mod folder;
 pub mod genesis;
 pub mod hash;
 pub mod identity;

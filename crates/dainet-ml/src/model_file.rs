@@ -81,8 +81,28 @@ pub fn save_model(
     params: &Params,
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), ModelFileError> {
+    let (tensors, meta) = model_tensors(spec, params, metadata);
+    write_safetensors(path, &tensors, &meta)
+}
+
+/// The bytes [`save_model`] would write: a model file in memory, e.g. for a content-addressed
+/// blob store, where its blake3 is its name. [`load_model`] reads them back from a file.
+pub fn model_bytes(spec: &ModelSpec, params: &Params, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let (tensors, meta) = model_tensors(spec, params, metadata);
+    encode_safetensors(&tensors, &meta)
+}
+
+/// A tensor to write: its name, shape and values.
+type NamedTensor<'a> = (&'a str, &'a [usize], &'a [f32]);
+
+/// The named tensors of `params` and the metadata with the model spec added.
+fn model_tensors<'a>(
+    spec: &ModelSpec,
+    params: &'a Params,
+    metadata: &BTreeMap<String, String>,
+) -> (Vec<NamedTensor<'a>>, BTreeMap<String, String>) {
     let layout = params.layout();
-    let tensors: Vec<(&str, &[usize], &[f32])> = layout
+    let tensors = layout
         .tensors()
         .iter()
         .enumerate()
@@ -90,7 +110,7 @@ pub fn save_model(
         .collect();
     let mut meta = metadata.clone();
     meta.insert(MODEL_KEY.into(), spec.to_string());
-    write_safetensors(path, &tensors, &meta)
+    (tensors, meta)
 }
 
 /// Writes named one-dimensional `f32` tensors (e.g. optimiser state) to `path`, atomically,
@@ -134,10 +154,22 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 /// data, written to a temporary file, synced, and renamed into place.
 fn write_safetensors(
     path: &Path,
-    tensors: &[(&str, &[usize], &[f32])],
+    tensors: &[NamedTensor<'_>],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), ModelFileError> {
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
+    let data = encode_safetensors(tensors, metadata);
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut file, &data).map_err(io)?;
+    // On disk before the rename makes it visible, so a crash never leaves a torn file.
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The bytes of a safetensors file holding `tensors`: deterministic (sorted header keys, no
+/// timestamps), so equal inputs give equal bytes and equal hashes.
+fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     let mut offset = 0;
     for (name, shape, values) in tensors {
@@ -161,12 +193,7 @@ fn write_safetensors(
     for (_, _, values) in tensors {
         data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut file, &data).map_err(io)?;
-    // On disk before the rename makes it visible, so a crash never leaves a torn file.
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    data
 }
 
 /// Reads a model file written by [`save_model`].
@@ -224,6 +251,19 @@ mod tests {
         assert_eq!(file.spec, spec);
         assert_eq!(file.params, params);
         assert_eq!(file.metadata, meta);
+    }
+
+    #[test]
+    fn model_bytes_are_the_bytes_save_model_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec: ModelSpec = "mlp:6-4-3".parse().unwrap();
+        let params = spec.build().init(3);
+        let meta = BTreeMap::from([("dainet.round".to_string(), "2".to_string())]);
+        save_model(&path, &spec, &params, &meta).unwrap();
+        assert_eq!(model_bytes(&spec, &params, &meta), std::fs::read(&path).unwrap());
+        let other = spec.build().init(4);
+        assert_ne!(model_bytes(&spec, &other, &meta), model_bytes(&spec, &params, &meta));
     }
 
     #[test]

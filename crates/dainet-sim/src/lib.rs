@@ -204,7 +204,13 @@ pub struct Simulator<'a> {
     faults: std::collections::BTreeMap<u32, RoundFaults>,
     /// Each client's momentum, kept between its rounds when `carry_momentum` is on.
     momentum: std::collections::BTreeMap<u32, Vec<f32>>,
+    /// Sees every plain update as it reaches the coordinator (see [`Simulator::with_update_tap`]).
+    update_tap: Option<UpdateTap<'a>>,
 }
+
+/// A callback that sees `(round, client, update)` for every plain update the coordinator receives,
+/// before the coordinator validates it.
+pub type UpdateTap<'a> = Box<dyn FnMut(u32, ClientId, &Update) + 'a>;
 
 impl<'a> Simulator<'a> {
     /// A simulation of `coordinator` with the clients of `federation` over `network`.
@@ -218,7 +224,17 @@ impl<'a> Simulator<'a> {
             next_seq: 0,
             faults: Default::default(),
             momentum: Default::default(),
+            update_tap: None,
         }
+    }
+
+    /// Calls `tap` with every plain update as it reaches the coordinator, in delivery order and
+    /// before the coordinator validates it — what an aggregator's ledger recorder sees (it learns
+    /// from the round's outcome which ones were folded in). Secure aggregation delivers only the
+    /// masked sum, so the tap sees nothing then.
+    pub fn with_update_tap(mut self, tap: UpdateTap<'a>) -> Self {
+        self.update_tap = Some(tap);
+        self
     }
 
     /// The virtual time.
@@ -403,6 +419,9 @@ impl<'a> Simulator<'a> {
             // A refused update is counted in the round's outcome; the round goes on.
             let _ = match arrival.payload {
                 Payload::Update(client, update) => {
+                    if let Some(tap) = self.update_tap.as_mut() {
+                        tap(arrival.round, client, &update);
+                    }
                     self.coordinator.handle_update(self.now, client, arrival.round, update)
                 }
                 Payload::Aggregate(aggregate) => {
