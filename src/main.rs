@@ -8,6 +8,7 @@ mod ledger;
 mod plan;
 mod plot;
 mod predict;
+mod record;
 mod run;
 mod simulate;
 

@@ -9,10 +9,13 @@
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plan::{plan, Plan};
 use crate::plot::{line_chart, Series};
-use crate::run::{execute, RoundRecord, Start};
+use crate::record::{LedgerRecorder, VALIDATORS};
+use crate::run::{execute_tapped, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
+use dainet_protocol::round::Update;
+use dainet_sim::UpdateTap;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,12 +71,50 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&c.out).with_context(|| format!("{}: cannot create the output folder", c.out.display()))?;
 
+    let mut recorder = match (c.ledger, c.secagg, &args.resume) {
+        (false, _, _) => None,
+        (true, true, _) => {
+            eprintln!(
+                "ledger: not recorded under --secagg (the coordinator never sees the individual updates the ledger \
+                 commits to); pass --no-ledger to silence this"
+            );
+            None
+        }
+        (true, false, Some(_)) => {
+            eprintln!(
+                "ledger: not recorded for a resumed run (continuing the interrupted run's ledger is not supported yet); \
+                 pass --no-ledger to silence this"
+            );
+            None
+        }
+        (true, false, None) => {
+            let recorder = LedgerRecorder::start(&c.out.join("ledger"), &plan, &start.params)?;
+            eprintln!("ledger: {VALIDATORS} simulated validators, recording to {}", c.out.join("ledger").display());
+            Some(recorder)
+        }
+    };
+    let tap = recorder.as_ref().map(|r| {
+        let received = r.received();
+        Box::new(move |round, client, update: &Update| received.borrow_mut().keep(round, client, update))
+            as UpdateTap<'_>
+    });
     let bar = ProgressBar::new(u64::from(c.rounds)).with_position(u64::from(first_round - 1));
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rounds, eta {eta}").expect("valid template"));
     let spec = plan.model.spec().clone();
     let fingerprint = c.fingerprint();
-    let final_params = execute(&plan, start, |record, outcome| {
-        bar.suspend(|| eprintln!("{}", round_line(record, c.rounds)));
+    let final_params = execute_tapped(&plan, start, tap, |record, outcome| {
+        let mut record = record.clone();
+        if let Some(recorder) = recorder.as_mut() {
+            let metrics = [
+                ("accuracy", record.accuracy),
+                ("loss", record.loss),
+                ("train_loss", record.train_loss),
+                ("examples", record.examples as f64),
+            ];
+            let privacy = record.epsilon.map(|e| (e, c.dp_delta));
+            record.ledger = Some(recorder.record(outcome, &metrics, privacy)?);
+        }
+        bar.suspend(|| eprintln!("{}", round_line(&record, c.rounds)));
         bar.inc(1);
         history.rounds.push(record.clone());
         if c.checkpoint_every > 0 && record.round % c.checkpoint_every == 0 {
@@ -97,15 +138,22 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         Ok(())
     })?;
     bar.finish_and_clear();
+    let ledger = match recorder {
+        Some(recorder) => Some(finish_ledger(recorder, &history)?),
+        None => None,
+    };
 
     let model_path = c.out.join("model.safetensors");
+    // The round the model is from (earlier than --rounds when a privacy budget stopped the run).
+    let last_round = history.rounds.last().map_or(0, |r| r.round);
     let meta = BTreeMap::from([
-        (ROUND_KEY.to_string(), c.rounds.to_string()),
+        (ROUND_KEY.to_string(), last_round.to_string()),
         (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
     ]);
     save_model(&model_path, &spec, &final_params, &meta)?;
     write_plots(&c.out, &history)?;
-    let report = report_json(&plan, &history, args.resume.as_deref(), started.elapsed().as_secs_f64());
+    let mut report = report_json(&plan, &history, args.resume.as_deref(), started.elapsed().as_secs_f64());
+    report["ledger"] = serde_json::to_value(&ledger)?;
     let report_path = c.out.join("report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("{}: cannot write", report_path.display()))?;
@@ -136,10 +184,37 @@ fn round_line(r: &RoundRecord, rounds: u32) -> String {
     if refused > 0 {
         line += &format!("  refused {refused}");
     }
+    if let Some(entry) = &r.ledger {
+        line += &format!("  block {}", entry.block);
+    }
     if let Some(why) = &r.not_aggregated_because {
         line += &format!("  NOT AGGREGATED: {why}");
     }
     line
+}
+
+/// What `report.json` says of the run's ledger.
+#[derive(Serialize)]
+struct LedgerSummary {
+    /// The folder, relative to the run's folder.
+    dir: &'static str,
+    validators: usize,
+    /// The last block's height.
+    height: u64,
+    /// Wall seconds spent recording (blobs, signing, consensus, writing the store).
+    seconds: f64,
+    /// `seconds` over the run's round time plus `seconds`.
+    share_of_round_time: f64,
+}
+
+/// Stops the validators, writes the ledger and summarises what it cost.
+fn finish_ledger(recorder: LedgerRecorder, history: &History) -> Result<LedgerSummary> {
+    let height = recorder.finish_height()?;
+    let (height, seconds) = height;
+    let rounds_s: f64 = history.rounds.iter().map(|r| r.wall_s).sum();
+    let share = if seconds + rounds_s > 0.0 { seconds / (seconds + rounds_s) } else { 0.0 };
+    eprintln!("ledger: {height} blocks, {seconds:.3} s ({:.1}% of the round time)", 100.0 * share);
+    Ok(LedgerSummary { dir: "ledger", validators: VALIDATORS, height, seconds, share_of_round_time: share })
 }
 
 /// The server-optimiser state file beside a checkpoint.

@@ -311,7 +311,7 @@ pub fn check_block(
 
 /// Check `block` as the successor of `head` on `state` (rules 1–6); return the state after it,
 /// or the first broken rule.
-pub(crate) fn check_next(state: &State, head: &Head, block: &Block) -> Result<State, ChainError> {
+pub fn check_next(state: &State, head: &Head, block: &Block) -> Result<State, ChainError> {
     let mut next = state.clone();
     let mut first = None;
     let context =

@@ -1,0 +1,81 @@
+//! Wall time of `SimulatedLedger::submit`: 50 calls of 12 transactions each, 4 validators over
+//! 20±5 ms links that drop 1% of messages; once with all validators up and once with one down.
+//! Prints one JSON line per case.
+//!
+//! ```sh
+//! cargo run --release -p dainet-consensus --example sim_submit
+//! ```
+
+// Measuring wall time is the point of this program.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::Instant;
+
+use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
+use dainet_ledger::genesis::{Founder, Genesis};
+use dainet_ledger::identity::Keypair;
+use dainet_ledger::tx::{ChainId, Transaction, TxBody};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const CALLS: u64 = 50;
+const TXS: u64 = 12;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for down in [vec![], vec![3]] {
+        let keys: Vec<Keypair> = (0..4).map(|i| Keypair::generate(&mut ChaCha20Rng::seed_from_u64(i))).collect();
+        let user = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(99));
+        let mut founders: Vec<Founder> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
+            .collect();
+        founders.push(Founder { id: user.node_id(), name: "user".into(), validator: false });
+        let genesis = Genesis { chain_id: ChainId::from_name("bench"), timestamp_ms: 0, founders };
+        let config = SimulatedLedgerConfig {
+            seed: 1,
+            latency_ms: 20,
+            jitter_ms: 5,
+            success_rate: 0.99,
+            down: down.clone(),
+            ..Default::default()
+        };
+        let live: Vec<usize> = (0..4).filter(|v| !down.contains(v)).collect();
+        let mut ledger = SimulatedLedger::start(genesis.clone(), keys, config)?;
+        let start_ms = ledger.now_ms()?;
+        let mut walls = Vec::new();
+        for call in 0..CALLS {
+            let txs: Vec<Transaction> = (0..TXS)
+                .map(|i| {
+                    let nonce = 1 + call * TXS + i;
+                    Transaction::sign(
+                        &user,
+                        &genesis.chain_id,
+                        nonce,
+                        TxBody::Reward { node: user.node_id(), amount: 1 },
+                    )
+                })
+                .collect();
+            let started = Instant::now();
+            let out = ledger.submit(live[call as usize % live.len()], txs)?;
+            walls.push(started.elapsed().as_secs_f64() * 1e3);
+            assert!(out.iter().all(|c| c.height().is_some()), "not committed: {out:?}");
+        }
+        let virtual_ms = ledger.now_ms()? - start_ms;
+        let finished = ledger.finish()?;
+        walls.sort_by(f64::total_cmp);
+        let mean = walls.iter().sum::<f64>() / walls.len() as f64;
+        println!(
+            "{{\"bench\":\"sim_submit\",\"validators\":4,\"down\":{},\"calls\":{CALLS},\"txs_per_call\":{TXS},\
+             \"wall_ms_mean\":{mean:.2},\"wall_ms_p50\":{:.2},\"wall_ms_max\":{:.2},\"virtual_ms_per_call\":{:.0},\
+             \"height\":{},\"agree\":{}}}",
+            down.len(),
+            walls[walls.len() / 2],
+            walls[walls.len() - 1],
+            virtual_ms as f64 / CALLS as f64,
+            finished.chain.head().height,
+            finished.agree
+        );
+    }
+    Ok(())
+}

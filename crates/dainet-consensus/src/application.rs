@@ -1,0 +1,570 @@
+//! The consensus binding: one actor per validator that answers simplex's `Automaton`, `Relay` and
+//! `Reporter` calls over a [`Core`], and moves block bytes over a p2p channel.
+//!
+//! This module owns the I/O around [`crate::core`]:
+//! - [`Mailbox`] is the handle simplex holds (it implements `Automaton`, `CertifiableAutomaton`,
+//!   `Relay` and `Reporter`) and the handle a node or the simulator uses to [`Mailbox::submit`]
+//!   transactions. Every call is a message to the actor; nothing blocks.
+//! - [`Application`] is the actor. It is generic over the runtime (`commonware_runtime`'s
+//!   `Clock + Spawner`: the deterministic runtime in tests and simulations, tokio in a node) and
+//!   over the p2p [`Sender`]/[`Receiver`] of the block channel (simulated or authenticated).
+//! - **Block transport**: the proposer broadcasts its block ([`crate::wire`]). A request that
+//!   needs bytes it lacks — a `verify`, a `propose` on an unseen parent, a finalization — is
+//!   parked, and every `fetch_retry` the actor asks all peers for the missing hash until one
+//!   answers; every validator answers requests for blocks it holds. So a block lost to a dropped
+//!   message is fetched, not waited for forever. Parked requests that consensus abandons (their
+//!   response channel closed) are dropped.
+//! - **Time**: proposals are stamped with the runtime clock ([`Clock::current`]), never below the
+//!   parent's time; verification reads no clock.
+//! - **Bad input**: a message that does not decode, or a block whose body does not match its
+//!   header, is dropped, logged (`tracing`, target `dainet_consensus`) and counted in [`Status`];
+//!   the actor never panics on peer input.
+//!
+//! Fault reports (conflicting votes) are counted per offender in [`Status::faults`]; turning them
+//! into ledger `Evidence` transactions is left to the node, which owns a signing identity.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use commonware_actor::Feedback;
+use commonware_consensus::simplex::types::Attributable;
+use commonware_consensus::simplex::Plan;
+use commonware_consensus::types::View;
+use commonware_consensus::{Automaton, CertifiableAutomaton, Relay, Reporter, Viewable};
+use commonware_macros::select;
+use commonware_p2p::{Receiver, Recipients, Sender};
+use commonware_runtime::{Clock, Handle, Spawner};
+use commonware_utils::channel::{mpsc, oneshot};
+use commonware_utils::ordered::Set;
+use dainet_ledger::chain::Chain;
+use dainet_ledger::hash::{BlockHash, TxHash};
+use dainet_ledger::identity::NodeId;
+use dainet_ledger::store::BlockStore;
+use dainet_ledger::tx::Transaction;
+use tracing::{debug, error, warn};
+
+use crate::core::{Core, Finality, Inserted, Proposed, Verdict};
+use crate::error::ConsensusError;
+use crate::mempool::{Inclusion, RejectReason, TxOutcome};
+use crate::types::{block_hash, node_id, payload, Activity, Payload, ProposalContext, PublicKey};
+use crate::wire::{WireMessage, MAX_WIRE_BYTES};
+
+/// Tuning of the application actor.
+#[derive(Clone, Debug)]
+pub struct ApplicationConfig {
+    /// Most transactions waiting in the mempool.
+    pub mempool_capacity: usize,
+    /// Most unchecked blocks from peers kept at once.
+    pub max_cached_blocks: usize,
+    /// How often to re-request a missing block from the peers.
+    pub fetch_retry: Duration,
+    /// The largest message the block channel accepts; larger blocks are not sent.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ApplicationConfig {
+    fn default() -> Self {
+        ApplicationConfig {
+            mempool_capacity: 100_000,
+            max_cached_blocks: 1_024,
+            fetch_retry: Duration::from_millis(100),
+            max_message_bytes: MAX_WIRE_BYTES,
+        }
+    }
+}
+
+/// What a validator has finalized and counted, shared with whoever holds its [`StatusHandle`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The finalized block hashes, by height from block 0.
+    pub finalized: Vec<BlockHash>,
+    /// The finalized tip's timestamp, ms.
+    pub tip_timestamp_ms: u64,
+    /// Transactions waiting in the mempool.
+    pub mempool: usize,
+    /// Blocks this validator proposed.
+    pub proposed: u64,
+    /// Proposals it verified as valid.
+    pub verified: u64,
+    /// Proposals it rejected as invalid.
+    pub rejected_blocks: u64,
+    /// Messages from peers that did not decode or did not match their header.
+    pub rejected_messages: u64,
+    /// Block requests it sent.
+    pub requests_sent: u64,
+    /// Blocks it sent in answer to requests.
+    pub blocks_served: u64,
+    /// Fault proofs (conflicting votes) seen, per offender.
+    pub faults: BTreeMap<NodeId, u64>,
+    /// Finalized blocks that did not check against this validator's chain (must stay 0).
+    pub finality_errors: u64,
+    /// The last error, for diagnosis.
+    pub last_error: Option<String>,
+}
+
+impl Status {
+    /// The finalized height (0 before any block after the genesis block).
+    pub fn height(&self) -> u64 {
+        self.finalized.len().saturating_sub(1) as u64
+    }
+
+    /// The finalized tip's hash, if any block is final.
+    pub fn tip(&self) -> Option<BlockHash> {
+        self.finalized.last().copied()
+    }
+}
+
+/// A shared, read-only view of one validator's [`Status`].
+#[derive(Clone, Debug, Default)]
+pub struct StatusHandle(Arc<Mutex<Status>>);
+
+impl StatusHandle {
+    /// A copy of the current status.
+    pub fn snapshot(&self) -> Status {
+        self.lock().clone()
+    }
+
+    /// The finalized height.
+    pub fn height(&self) -> u64 {
+        self.lock().height()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Status> {
+        // A panic while holding the lock cannot leave a Status half-written in a way that
+        // matters to a reader, so a poisoned lock is still read.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A message to the actor.
+enum Message<B: BlockStore> {
+    Propose { context: ProposalContext, response: oneshot::Sender<Payload> },
+    Verify { context: ProposalContext, payload: Payload, response: oneshot::Sender<bool> },
+    Broadcast { payload: Payload, plan: Plan<PublicKey> },
+    Finalized { view: View, payload: Payload },
+    Fault { signer: u32, kind: &'static str },
+    Submit { tx: Transaction, response: oneshot::Sender<TxOutcome> },
+    Stop { response: oneshot::Sender<Chain<B>> },
+}
+
+/// The handle to a validator's application actor: what simplex calls, and where transactions
+/// are submitted. Cheap to clone.
+pub struct Mailbox<B: BlockStore> {
+    sender: mpsc::UnboundedSender<Message<B>>,
+}
+
+impl<B: BlockStore> Clone for Mailbox<B> {
+    fn clone(&self) -> Self {
+        Mailbox { sender: self.sender.clone() }
+    }
+}
+
+impl<B: BlockStore + Send + 'static> Mailbox<B> {
+    fn send(&self, message: Message<B>) -> Feedback {
+        if self.sender.send(message).is_ok() {
+            Feedback::Ok
+        } else {
+            Feedback::Closed
+        }
+    }
+
+    /// Put `tx` in this validator's mempool. The receiver resolves once the transaction is in a
+    /// block this validator finalized, or is dropped for good; it errs if the validator stopped.
+    pub fn submit(&self, tx: Transaction) -> oneshot::Receiver<TxOutcome> {
+        let (response, receiver) = oneshot::channel();
+        self.send(Message::Submit { tx, response });
+        receiver
+    }
+
+    /// Stop the actor and hand back its finalized chain (`None` if it had already stopped).
+    pub async fn stop(&self) -> Option<Chain<B>> {
+        let (response, receiver) = oneshot::channel();
+        self.send(Message::Stop { response });
+        receiver.await.ok()
+    }
+}
+
+impl<B: BlockStore + Send + 'static> Automaton for Mailbox<B> {
+    type Context = ProposalContext;
+    type Digest = Payload;
+
+    async fn propose(&mut self, context: ProposalContext) -> oneshot::Receiver<Payload> {
+        let (response, receiver) = oneshot::channel();
+        self.send(Message::Propose { context, response });
+        receiver
+    }
+
+    async fn verify(&mut self, context: ProposalContext, payload: Payload) -> oneshot::Receiver<bool> {
+        let (response, receiver) = oneshot::channel();
+        self.send(Message::Verify { context, payload, response });
+        receiver
+    }
+}
+
+/// Certification is the default (always): a block that verified is certified, since verification
+/// already depends only on the block and its parent.
+impl<B: BlockStore + Send + 'static> CertifiableAutomaton for Mailbox<B> {}
+
+impl<B: BlockStore + Send + 'static> Relay for Mailbox<B> {
+    type Digest = Payload;
+    type PublicKey = PublicKey;
+    type Plan = Plan<PublicKey>;
+
+    fn broadcast(&mut self, payload: Payload, plan: Plan<PublicKey>) -> Feedback {
+        self.send(Message::Broadcast { payload, plan })
+    }
+}
+
+impl<B: BlockStore + Send + 'static> Reporter for Mailbox<B> {
+    type Activity = Activity;
+
+    fn report(&mut self, activity: Activity) -> Feedback {
+        match activity {
+            Activity::Finalization(finalization) => {
+                self.send(Message::Finalized { view: finalization.view(), payload: finalization.proposal.payload })
+            }
+            Activity::ConflictingNotarize(proof) => {
+                self.send(Message::Fault { signer: proof.signer().get(), kind: "conflicting_notarize" })
+            }
+            Activity::ConflictingFinalize(proof) => {
+                self.send(Message::Fault { signer: proof.signer().get(), kind: "conflicting_finalize" })
+            }
+            Activity::NullifyFinalize(proof) => {
+                self.send(Message::Fault { signer: proof.signer().get(), kind: "nullify_finalize" })
+            }
+            _ => Feedback::Ok,
+        }
+    }
+}
+
+/// A request waiting for a block's bytes.
+enum Parked {
+    Propose { parent: BlockHash, response: oneshot::Sender<Payload> },
+    Verify { parent: BlockHash, payload: BlockHash, response: oneshot::Sender<bool> },
+}
+
+impl Parked {
+    fn is_abandoned(&self) -> bool {
+        match self {
+            Parked::Propose { response, .. } => response.is_closed(),
+            Parked::Verify { response, .. } => response.is_closed(),
+        }
+    }
+}
+
+/// One validator's application actor. See the module docs.
+pub struct Application<B: BlockStore, S, R> {
+    core: Core<B>,
+    participants: Set<PublicKey>,
+    mailbox: mpsc::UnboundedReceiver<Message<B>>,
+    sender: S,
+    receiver: R,
+    config: ApplicationConfig,
+    parked: Vec<(BlockHash, Parked)>,
+    /// The highest finalization not yet applied, and the hash it waits for.
+    finalizing: Option<(View, BlockHash, Option<BlockHash>)>,
+    /// When each missing hash may next be requested.
+    fetches: BTreeMap<BlockHash, SystemTime>,
+    watchers: BTreeMap<TxHash, Vec<oneshot::Sender<TxOutcome>>>,
+    status: StatusHandle,
+}
+
+impl<B, S, R> Application<B, S, R>
+where
+    B: BlockStore + Send + 'static,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+{
+    /// An actor over `chain` (its tip is taken as finalized) for a validator among
+    /// `participants`, with the block channel `(sender, receiver)`. Returns the actor, to
+    /// [`Application::start`], and its mailbox and status.
+    pub fn new(
+        chain: Chain<B>,
+        participants: Set<PublicKey>,
+        (sender, receiver): (S, R),
+        config: ApplicationConfig,
+    ) -> Result<(Self, Mailbox<B>, StatusHandle), ConsensusError> {
+        let tip_timestamp_ms = chain.head().timestamp_ms;
+        let core = Core::new(chain, config.mempool_capacity, config.max_cached_blocks)
+            .map_err(|reason| ConsensusError::Store { reason })?;
+        let status = StatusHandle(Arc::new(Mutex::new(Status {
+            finalized: core.finalized_hashes(),
+            tip_timestamp_ms,
+            ..Status::default()
+        })));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let actor = Application {
+            core,
+            participants,
+            mailbox: rx,
+            sender,
+            receiver,
+            config,
+            parked: Vec::new(),
+            finalizing: None,
+            fetches: BTreeMap::new(),
+            watchers: BTreeMap::new(),
+            status: status.clone(),
+        };
+        Ok((actor, Mailbox { sender: tx }, status))
+    }
+
+    /// Run the actor as a task of `context` until it is stopped or its channels close.
+    pub fn start<E: Clock + Spawner>(self, context: E) -> Handle<()> {
+        context.spawn(move |context| self.run(context))
+    }
+
+    async fn run<E: Clock>(mut self, context: E) {
+        let tick = self.config.fetch_retry.max(Duration::from_millis(1));
+        let mut next_tick = context.current() + tick;
+        loop {
+            select! {
+                message = self.mailbox.recv() => {
+                    let Some(message) = message else { break };
+                    if let Message::Stop { response } = message {
+                        self.shutdown(response);
+                        return;
+                    }
+                    self.on_message(&context, message);
+                },
+                received = self.receiver.recv() => {
+                    let Ok((from, bytes)) = received else { break };
+                    self.on_network(context.current(), from, bytes.as_ref());
+                },
+                _ = context.sleep_until(next_tick) => {
+                    self.fetch_missing(context.current());
+                    next_tick = context.current() + tick;
+                },
+            }
+        }
+        self.fail_watchers();
+    }
+
+    fn shutdown(mut self, response: oneshot::Sender<Chain<B>>) {
+        self.fail_watchers();
+        let _ = response.send(self.core.into_chain());
+    }
+
+    fn fail_watchers(&mut self) {
+        for (_, watchers) in std::mem::take(&mut self.watchers) {
+            for watcher in watchers {
+                let _ = watcher.send(TxOutcome::Rejected(RejectReason::Stopped));
+            }
+        }
+    }
+
+    fn on_message<E: Clock>(&mut self, context: &E, message: Message<B>) {
+        match message {
+            Message::Propose { context: ctx, response } => {
+                let parent = block_hash(&ctx.parent.1);
+                self.propose(now_ms(context), parent, response);
+            }
+            Message::Verify { context: ctx, payload: p, response } => {
+                self.verify(block_hash(&ctx.parent.1), block_hash(&p), response);
+            }
+            Message::Broadcast { payload: p, plan } => {
+                let recipients = match plan {
+                    Plan::Prepare { .. } | Plan::Propose { .. } => Recipients::All,
+                    Plan::Forward { recipients, .. } => recipients,
+                };
+                self.send_block(&block_hash(&p), recipients);
+            }
+            Message::Finalized { view, payload: p } => {
+                if self.finalizing.as_ref().is_none_or(|(v, _, _)| view > *v) {
+                    self.finalizing = Some((view, block_hash(&p), None));
+                }
+                self.try_finalize();
+            }
+            Message::Fault { signer, kind } => {
+                let offender = self.participants.get(signer as usize).map(node_id);
+                warn!(target: "dainet_consensus", ?offender, kind, "fault reported");
+                if let Some(offender) = offender {
+                    *self.status.lock().faults.entry(offender).or_insert(0) += 1;
+                }
+            }
+            Message::Submit { tx, response } => match self.core.submit(tx) {
+                Ok((hash, _)) => {
+                    self.watchers.entry(hash).or_default().push(response);
+                    self.status.lock().mempool = self.core.mempool().len();
+                }
+                Err(reason) => {
+                    let _ = response.send(TxOutcome::Rejected(reason));
+                }
+            },
+            Message::Stop { .. } => {}
+        }
+    }
+
+    fn propose(&mut self, now_ms: u64, parent: BlockHash, response: oneshot::Sender<Payload>) {
+        match self.core.propose(parent, now_ms) {
+            Proposed::Block(hash) => {
+                self.status.lock().proposed += 1;
+                let _ = response.send(payload(&hash));
+            }
+            Proposed::Missing(missing) => self.park(missing, Parked::Propose { parent, response }),
+            Proposed::Declined(reason) => {
+                // Dropping the response declines the view.
+                debug!(target: "dainet_consensus", %parent, %reason, "declined to propose");
+            }
+        }
+    }
+
+    fn verify(&mut self, parent: BlockHash, hash: BlockHash, response: oneshot::Sender<bool>) {
+        match self.core.verify(parent, hash) {
+            Verdict::Valid => {
+                self.status.lock().verified += 1;
+                let _ = response.send(true);
+            }
+            Verdict::Invalid(reason) => {
+                warn!(target: "dainet_consensus", block = %hash, %reason, "rejected proposal");
+                let mut status = self.status.lock();
+                status.rejected_blocks += 1;
+                status.last_error = Some(reason);
+                drop(status);
+                let _ = response.send(false);
+            }
+            Verdict::Missing(missing) => self.park(missing, Parked::Verify { parent, payload: hash, response }),
+        }
+    }
+
+    fn park(&mut self, missing: BlockHash, request: Parked) {
+        self.parked.push((missing, request));
+    }
+
+    /// Re-run every parked request: bytes or a checked ancestor may have arrived.
+    fn retry_parked(&mut self, now_ms: u64) {
+        for (_, request) in std::mem::take(&mut self.parked) {
+            if request.is_abandoned() {
+                continue;
+            }
+            match request {
+                Parked::Propose { parent, response } => self.propose(now_ms, parent, response),
+                Parked::Verify { parent, payload, response } => self.verify(parent, payload, response),
+            }
+        }
+    }
+
+    fn try_finalize(&mut self) {
+        let Some((view, hash, _)) = self.finalizing else { return };
+        match self.core.finalize(hash) {
+            Finality::Already => self.finalizing = None,
+            Finality::Missing(missing) => self.finalizing = Some((view, hash, Some(missing))),
+            Finality::Failed(reason) => {
+                error!(target: "dainet_consensus", block = %hash, %reason, "finalized block does not check");
+                let mut status = self.status.lock();
+                status.finality_errors += 1;
+                status.last_error = Some(reason);
+                self.finalizing = None;
+            }
+            Finality::Done { blocks, evicted, error } => {
+                self.finalizing = None;
+                let mut status = self.status.lock();
+                for block in &blocks {
+                    status.finalized.push(block.hash);
+                    status.tip_timestamp_ms = block.timestamp_ms;
+                    let inclusion =
+                        Inclusion { height: block.height, block_hash: block.hash, timestamp_ms: block.timestamp_ms };
+                    for tx in &block.tx_hashes {
+                        for watcher in self.watchers.remove(tx).unwrap_or_default() {
+                            let _ = watcher.send(TxOutcome::Committed(inclusion));
+                        }
+                    }
+                }
+                for (tx, reason) in evicted {
+                    for watcher in self.watchers.remove(&tx).unwrap_or_default() {
+                        let _ = watcher.send(TxOutcome::Rejected(RejectReason::Ledger(reason.clone())));
+                    }
+                }
+                status.mempool = self.core.mempool().len();
+                if let Some(reason) = error {
+                    error!(target: "dainet_consensus", %reason, "could not append a finalized block");
+                    status.finality_errors += 1;
+                    status.last_error = Some(reason);
+                }
+            }
+        }
+    }
+
+    fn on_network(&mut self, now: SystemTime, from: PublicKey, bytes: &[u8]) {
+        let message = match WireMessage::decode(bytes) {
+            Ok(message) => message,
+            Err(err) => {
+                self.reject_message(&from, err.to_string());
+                return;
+            }
+        };
+        match message {
+            WireMessage::Request(hash) => {
+                if self.send_block(&hash, Recipients::One(from)) {
+                    self.status.lock().blocks_served += 1;
+                }
+            }
+            WireMessage::Block(block) => match self.core.insert_block(block) {
+                Inserted::New(_) => {
+                    self.retry_parked(ms_since_epoch(now));
+                    if self.finalizing.is_some() {
+                        self.try_finalize();
+                    }
+                    // A fetched block may reveal a missing parent: ask for it at once, so
+                    // catching up costs a round trip per block, not a retry period.
+                    self.fetch_missing(now);
+                }
+                Inserted::Malformed(reason) => self.reject_message(&from, reason),
+                Inserted::Known | Inserted::Stale | Inserted::Full => {}
+            },
+        }
+    }
+
+    fn reject_message(&mut self, from: &PublicKey, reason: String) {
+        warn!(target: "dainet_consensus", peer = %node_id(from), %reason, "rejected message");
+        let mut status = self.status.lock();
+        status.rejected_messages += 1;
+        status.last_error = Some(reason);
+    }
+
+    /// Send the block with this hash, if held. Returns whether it was sent.
+    fn send_block(&mut self, hash: &BlockHash, recipients: Recipients<PublicKey>) -> bool {
+        let Some(bytes) = self.core.block_bytes(hash) else {
+            debug!(target: "dainet_consensus", block = %hash, "asked to send a block not held");
+            return false;
+        };
+        let mut message = Vec::with_capacity(bytes.len() + 1);
+        message.push(crate::wire::TAG_BLOCK);
+        message.extend_from_slice(&bytes);
+        if message.len() > self.config.max_message_bytes {
+            warn!(target: "dainet_consensus", block = %hash, bytes = message.len(), "block too large to send");
+            return false;
+        }
+        !self.sender.send(recipients, message, false).is_empty()
+    }
+
+    /// Request every missing hash that waiting requests need: new ones at once, others again
+    /// once `fetch_retry` has passed since their last request.
+    fn fetch_missing(&mut self, now: SystemTime) {
+        self.parked.retain(|(_, request)| !request.is_abandoned());
+        let mut needed: BTreeSet<BlockHash> = self.parked.iter().map(|(missing, _)| *missing).collect();
+        if let Some((_, _, Some(missing))) = self.finalizing {
+            needed.insert(missing);
+        }
+        self.fetches.retain(|hash, _| needed.contains(hash));
+        for hash in needed {
+            let due = self.fetches.entry(hash).or_insert(now);
+            if *due <= now {
+                *due = now + self.config.fetch_retry;
+                let sent = self.sender.send(Recipients::All, WireMessage::Request(hash).encode(), false);
+                if !sent.is_empty() {
+                    self.status.lock().requests_sent += 1;
+                }
+            }
+        }
+    }
+}
+
+fn now_ms<E: Clock>(context: &E) -> u64 {
+    ms_since_epoch(context.current())
+}
+
+fn ms_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,140 @@
+//! The synchronous simulated ledger: submissions commit in order, the same calls with the same
+//! seed give the same blocks, crashed validators are survived, and a ledger without a quorum
+//! answers with an error instead of hanging.
+
+mod common;
+
+use dainet_consensus::error::ConsensusError;
+use dainet_consensus::mempool::{RejectReason, TxOutcome};
+use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
+use dainet_ledger::hash::BlockHash;
+use dainet_ledger::identity::Keypair;
+use dainet_ledger::state::TxRejection;
+use dainet_ledger::tx::{Transaction, TxBody};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+fn lossy(seed: u64) -> SimulatedLedgerConfig {
+    SimulatedLedgerConfig { seed, latency_ms: 20, jitter_ms: 5, success_rate: 0.99, ..Default::default() }
+}
+
+/// Run `rounds` submissions of 12 transactions, rotating over the live validators; return every
+/// finalized block hash of the chain handed back, and the transactions' heights.
+fn run(config: SimulatedLedgerConfig, rounds: u64) -> (Vec<BlockHash>, Vec<u64>) {
+    let (genesis, keys, user) = common::genesis(4);
+    let live: Vec<usize> = (0..4).filter(|v| !config.down.contains(v)).collect();
+    let mut ledger = SimulatedLedger::start(genesis.clone(), keys, config).unwrap();
+    let mut heights = Vec::new();
+    for round in 0..rounds {
+        let txs = common::rewards(&user, &genesis, 1 + round * 12, 12);
+        let validator = live[round as usize % live.len()];
+        for committed in ledger.submit(validator, txs).unwrap() {
+            heights.push(committed.height().unwrap_or_else(|| panic!("not committed: {committed:?}")));
+        }
+    }
+    let finished = ledger.finish().unwrap();
+    assert!(finished.agree, "validators disagree");
+    let chain = finished.chain;
+    let hashes = (0..=chain.head().height).map(|h| chain.block(h).unwrap().unwrap().hash()).collect();
+    (hashes, heights)
+}
+
+#[test]
+fn submissions_commit_in_nonce_order_over_lossy_links() {
+    let (hashes, heights) = run(lossy(1), 6);
+    assert_eq!(heights.len(), 72);
+    assert!(heights.windows(2).all(|w| w[0] <= w[1]), "{heights:?}");
+    assert!(*heights.last().unwrap() < hashes.len() as u64);
+}
+
+#[test]
+fn same_seed_and_calls_give_the_same_blocks() {
+    let a = run(lossy(5), 4);
+    let b = run(lossy(5), 4);
+    assert_eq!(a, b);
+    let c = run(lossy(6), 4);
+    assert_ne!(a.0, c.0, "another seed, other timings, other block times");
+}
+
+#[test]
+fn one_validator_down_from_the_start() {
+    let config = SimulatedLedgerConfig { down: vec![2], ..lossy(2) };
+    let (hashes, heights) = run(config, 6);
+    assert_eq!(heights.len(), 72);
+    assert!(hashes.len() > 3);
+}
+
+#[test]
+fn crash_mid_run_is_survived_and_submitting_to_it_fails() {
+    let (genesis, keys, user) = common::genesis(4);
+    let mut ledger = SimulatedLedger::start(genesis.clone(), keys, lossy(3)).unwrap();
+    ledger.submit(0, common::rewards(&user, &genesis, 1, 12)).unwrap();
+    ledger.crash(1).unwrap();
+    assert!(matches!(
+        ledger.submit(1, common::rewards(&user, &genesis, 13, 1)),
+        Err(ConsensusError::ValidatorDown { validator: 1 })
+    ));
+    let out = ledger.submit(2, common::rewards(&user, &genesis, 13, 12)).unwrap();
+    assert!(out.iter().all(|c| c.height().is_some()));
+    assert!(matches!(ledger.submit(9, vec![]), Err(ConsensusError::NoSuchValidator { validator: 9, .. })));
+    let statuses = ledger.statuses().unwrap();
+    assert!(statuses[2].height() > statuses[1].height(), "the crashed validator stopped");
+    assert!(ledger.finish().unwrap().agree);
+}
+
+#[test]
+fn without_quorum_submit_times_out_in_bounded_virtual_time() {
+    let (genesis, keys, user) = common::genesis(4);
+    let config = SimulatedLedgerConfig { down: vec![2, 3], submit_timeout_ms: 5_000, ..lossy(4) };
+    let mut ledger = SimulatedLedger::start(genesis.clone(), keys, config).unwrap();
+    let before = ledger.now_ms().unwrap();
+    let err = ledger.submit(0, common::rewards(&user, &genesis, 1, 3)).unwrap_err();
+    let ConsensusError::Timeout { validator: 0, pending: 3, waited_ms } = err else { panic!("{err}") };
+    assert!((5_000..5_100).contains(&waited_ms), "{waited_ms}");
+    assert_eq!(ledger.now_ms().unwrap(), before + waited_ms, "time moves only while a call runs");
+    let statuses = ledger.statuses().unwrap();
+    assert!(statuses.iter().all(|s| s.height() == 0), "nothing may finalize without a quorum");
+}
+
+#[test]
+fn bad_transactions_are_rejected_with_the_ledger_reason() {
+    let (genesis, keys, user) = common::genesis(4);
+    let mut ledger = SimulatedLedger::start(genesis.clone(), keys, lossy(8)).unwrap();
+    ledger.submit(0, common::rewards(&user, &genesis, 1, 2)).unwrap();
+    let stranger = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(4242));
+    let unknown =
+        Transaction::sign(&stranger, &genesis.chain_id, 1, TxBody::Reward { node: user.node_id(), amount: 1 });
+    let mut forged = common::rewards(&user, &genesis, 3, 1).remove(0);
+    forged.nonce = 3;
+    forged.body = TxBody::Reward { node: user.node_id(), amount: 1_000_000 };
+    let stale = common::rewards(&user, &genesis, 1, 1).remove(0);
+    let out = ledger.submit(3, vec![stale, unknown, forged]).unwrap();
+    let reasons: Vec<_> = out
+        .iter()
+        .map(|c| match &c.outcome {
+            TxOutcome::Rejected(RejectReason::Ledger(reason)) => reason.clone(),
+            other => panic!("expected a rejection: {other:?}"),
+        })
+        .collect();
+    assert!(matches!(reasons[0], TxRejection::BadNonce { expected: 3, found: 1, .. }), "{:?}", reasons[0]);
+    assert!(matches!(reasons[1], TxRejection::UnknownSigner { .. }), "{:?}", reasons[1]);
+    assert!(matches!(reasons[2], TxRejection::BadSignature { .. }), "{:?}", reasons[2]);
+    // The ledger goes on.
+    let out = ledger.submit(3, common::rewards(&user, &genesis, 3, 1)).unwrap();
+    assert!(out[0].height().is_some());
+}
+
+#[test]
+fn bad_inputs_to_start_are_errors() {
+    let (genesis, keys, _) = common::genesis(4);
+    let err = SimulatedLedger::start(genesis.clone(), keys[..3].to_vec(), SimulatedLedgerConfig::default()).err();
+    assert!(matches!(err, Some(ConsensusError::KeyCount { validators: 4, keys: 3 })), "{err:?}");
+    let stranger = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(1));
+    let mut wrong = keys.clone();
+    wrong[2] = stranger;
+    let err = SimulatedLedger::start(genesis.clone(), wrong, SimulatedLedgerConfig::default()).err();
+    assert!(matches!(err, Some(ConsensusError::NotAValidator { index: 2, .. })), "{err:?}");
+    let config = SimulatedLedgerConfig { success_rate: 1.5, ..Default::default() };
+    let err = SimulatedLedger::start(genesis, keys, config).err();
+    assert!(matches!(err, Some(ConsensusError::Config { field: "success_rate", .. })), "{err:?}");
+}
