@@ -40,6 +40,17 @@ use std::time::Instant;
 /// How many validators a simulation's ledger runs.
 pub const VALIDATORS: usize = 4;
 
+/// What a finished ledger recording amounted to.
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerTotals {
+    /// The last block's height.
+    pub height: u64,
+    /// Wall seconds spent recording over the whole run: blobs, signing, consensus, the store.
+    pub seconds: f64,
+    /// Of which encoding, hashing, writing and syncing the blobs.
+    pub blob_seconds: f64,
+}
+
 /// The updates the coordinator received in the open round, as the simulator's tap saw them.
 #[derive(Default)]
 pub struct ReceivedUpdates {
@@ -65,8 +76,10 @@ pub struct LedgerRecorder {
     task: String,
     strategy: String,
     deadline_slack_ms: u64,
-    /// Wall seconds spent in the ledger so far.
+    /// Wall seconds spent in the ledger so far (including `blob_s`).
     pub total_s: f64,
+    /// Of which encoding, hashing and writing blobs.
+    pub blob_s: f64,
 }
 
 /// A key derived from the task seed for `role` and `index` (simulation only).
@@ -115,6 +128,7 @@ impl LedgerRecorder {
             strategy: c.strategy.clone(),
             deadline_slack_ms: c.round_timeout_ms.unwrap_or(0).saturating_add(60_000),
             total_s: 0.0,
+            blob_s: 0.0,
         };
         for v in 0..VALIDATORS {
             let txs: Vec<Transaction> = (v..clients)
@@ -141,10 +155,14 @@ impl LedgerRecorder {
         Transaction::sign(&self.members[member], &self.chain_id, self.nonces[member], body)
     }
 
+    /// Stores `params` as a model file blob; returns its hash. Adds the time taken to `blob_s`.
     fn put_model(&mut self, params: &Params, meta: BTreeMap<String, String>) -> Result<Digest> {
+        let started = Instant::now();
         let bytes = model_bytes(&self.spec, params, &meta);
         // Synced once, in `finish`, before the blocks that name them are written.
-        Ok(self.blobs.blobs_mut().put_unsynced(&bytes)?)
+        let stored = self.blobs.blobs_mut().put_unsynced(&bytes);
+        self.blob_s += started.elapsed().as_secs_f64();
+        Ok(stored?)
     }
 
     /// Records round `outcome` (with `epsilon` spent so far at `delta`, under DP) and returns
@@ -158,7 +176,7 @@ impl LedgerRecorder {
         let started = Instant::now();
         let r = outcome.round;
         let coordinator = (r as usize - 1) % VALIDATORS;
-        let received = self.received.borrow_mut().take_round(r);
+        let mut received = self.received.borrow_mut().take_round(r);
         let mut sampled: Vec<ClientId> = outcome.contributors.iter().chain(&outcome.missing).copied().collect();
         sampled.sort_unstable();
         let participants: Vec<NodeId> = sampled.iter().map(|&k| self.device(k)).collect::<Result<_>>()?;
@@ -175,11 +193,11 @@ impl LedgerRecorder {
         )];
         let mut committed = Vec::new();
         for &k in &outcome.contributors {
-            let Some((values, examples)) = received.get(&k) else {
+            let Some((values, examples)) = received.remove(&k) else {
                 bail!("round {r}: client {k} contributed an update the ledger recorder never saw (a bug)");
             };
             let norm = values.iter().zip(self.previous.values()).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
-            let params = Params::new(self.previous.layout().clone(), values.clone())?;
+            let params = Params::new(self.previous.layout().clone(), values)?;
             let meta = BTreeMap::from([
                 ("dainet.round".to_string(), r.to_string()),
                 ("dainet.client".to_string(), k.0.to_string()),
@@ -193,7 +211,7 @@ impl LedgerRecorder {
                     round: u64::from(r),
                     node,
                     update_hash,
-                    examples: *examples,
+                    examples,
                     norm_bits: norm.sqrt().to_bits(),
                 },
             ));
@@ -254,27 +272,28 @@ impl LedgerRecorder {
         self.devices.get(k.0 as usize).copied().with_context(|| format!("client {k} has no device id (a bug)"))
     }
 
-    /// Stops the validators and writes validator 0's finalized chain to `ledger/ledger.redb`
-    /// (re-checking every block as it is appended). Returns the height of the last block and
-    /// the wall seconds the ledger took over the whole run.
-    pub fn finish_height(mut self) -> Result<(u64, f64)> {
+    /// Stops the validators, syncs the blobs, and writes the first running validator's finalized
+    /// chain to `ledger/ledger.redb` (re-checking every block as it is appended).
+    pub fn finish(mut self) -> Result<LedgerTotals> {
         let started = Instant::now();
         let finished = self.ledger.finish().context("stopping the ledger")?;
         if !finished.agree {
             bail!("the simulated validators' chains disagree (a fork): {:?}", finished.statuses);
         }
         let source = finished.chain;
+        let sync_started = Instant::now();
         self.blobs.blobs_mut().sync()?;
+        self.blob_s += sync_started.elapsed().as_secs_f64();
         let (store, _) = self.blobs.into_parts();
         let mut chain = Chain::create(store, source.genesis().clone())?;
-        for height in 1..=source.head().height {
-            let block = source
-                .block(height)?
-                .with_context(|| format!("validator {}: no block {height}", finished.validator))?;
-            chain.append(block).with_context(|| format!("{}: writing block {height}", self.dir.display()))?;
-        }
+        let blocks = (1..=source.head().height)
+            .map(|height| {
+                source.block(height)?.with_context(|| format!("validator {}: no block {height}", finished.validator))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        chain.append_all(blocks).with_context(|| format!("{}: writing the blocks", self.dir.display()))?;
         self.total_s += started.elapsed().as_secs_f64();
-        Ok((chain.head().height, self.total_s))
+        Ok(LedgerTotals { height: chain.head().height, seconds: self.total_s, blob_seconds: self.blob_s })
     }
 }
 

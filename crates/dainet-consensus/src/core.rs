@@ -15,7 +15,8 @@
 //! - **proposal** ([`Core::propose`]): the mempool's transactions that apply on the parent's state,
 //!   at the given time or the parent's, whichever is later (block times never decrease).
 //! - **finality** ([`Core::finalize`]): the finalized block and its unfinalized ancestors are
-//!   appended to the [`Chain`] in height order (write-ahead, as `Chain::append` is); then blocks
+//!   appended to the [`Chain`] in height order (write-ahead, with the state their check
+//!   computed: `Chain::append_checked`); then blocks
 //!   on dead forks are forgotten and the mempool is pruned.
 //! - **bytes from peers** ([`Core::insert_block`]): a block is cached only if its body matches its
 //!   header (transaction root), so a peer cannot pin a wrong body to an honest block's hash; the
@@ -401,14 +402,15 @@ impl<B: BlockStore> Core<B> {
         let mut error = None;
         while let Some(hash) = path.pop() {
             let Some(c) = self.checked.remove(&hash) else { break };
-            let block = c.block;
+            let (block, state) = (c.block, c.state);
             let record = FinalizedBlock {
                 height: block.height,
                 hash,
                 timestamp_ms: block.timestamp_ms,
                 tx_hashes: block.tx_hashes(),
             };
-            match self.chain.append(block) {
+            // Checked when it was verified (`check_next` on this parent); not again.
+            match self.chain.append_checked(block, state) {
                 Ok(_) => {
                     self.finalized.insert(hash, record.height);
                     included.extend(record.tx_hashes.iter().copied());

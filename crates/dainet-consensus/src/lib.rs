@@ -26,8 +26,9 @@
 //!   validators finalize different blocks at one height (simplex's safety; every test here
 //!   checks it).
 //! - **Validity**: a finalized block passed [`dainet_ledger::chain::check_next`] on its parent
-//!   at a quorum of validators (at least `f + 1` of them honest), and each validator checks it
-//!   again when it appends it with `Chain::append`, so every honest chain is a valid ledger.
+//!   at a quorum of validators (at least `f + 1` of them honest), and each validator has run
+//!   that check itself before it appends the block (`Chain::append_checked`, which re-checks
+//!   the link and the state root), so every honest chain is a valid ledger.
 //! - **Liveness** after the network stabilises with a quorum (`2f + 1`) of honest validators
 //!   connected: blocks keep being finalized and a transaction in a live validator's mempool that
 //!   stays valid is eventually included. Blocks lost in transit are fetched from peers.

@@ -453,6 +453,55 @@ impl<S: BlockStore> Chain<S> {
         Ok(head.hash)
     }
 
+    /// Commit `block`, which the caller has already checked with [`check_next`] against this
+    /// chain's head, together with the `state` that check returned — without re-verifying every
+    /// transaction signature (consensus checks each block once, when it votes; appending it
+    /// after finalization need not pay for that again).
+    ///
+    /// The cheap rules are still enforced, so a mix-up cannot corrupt the chain: the height and
+    /// parent must be the head's successor and `state` must hash to the block's state root;
+    /// otherwise nothing changes and the fault is returned.
+    pub fn append_checked(&mut self, block: Block, state: State) -> Result<BlockHash, ChainError> {
+        let expected = self.head.height.saturating_add(1);
+        if block.height != expected {
+            return Err(BlockFault::WrongHeight { expected, found: block.height }.into());
+        }
+        if block.prev_hash != self.head.hash {
+            let fault =
+                BlockFault::WrongParent { height: block.height, expected: self.head.hash, found: block.prev_hash };
+            return Err(fault.into());
+        }
+        let computed = state.root();
+        if computed != block.state_root {
+            return Err(
+                BlockFault::StateRootMismatch { height: block.height, header: block.state_root, computed }.into()
+            );
+        }
+        let head = Head::of(&block);
+        self.store.put_block(head.height, &head.hash, &block.encode())?;
+        self.state = state;
+        self.head = head;
+        Ok(head.hash)
+    }
+
+    /// Check `blocks` as the next blocks in order and commit them all in one durable step (see
+    /// [`BlockStore::put_blocks`]), or none: on any error the chain and the store are unchanged.
+    /// Returns the new head. For catching up or persisting many finalized blocks at once.
+    pub fn append_all(&mut self, blocks: impl IntoIterator<Item = Block>) -> Result<Head, ChainError> {
+        let mut state = self.state.clone();
+        let mut head = self.head;
+        let mut encoded = Vec::new();
+        for block in blocks {
+            state = check_next(&state, &head, &block)?;
+            head = Head::of(&block);
+            encoded.push((head.height, head.hash, block.encode()));
+        }
+        self.store.put_blocks(&encoded)?;
+        self.state = state;
+        self.head = head;
+        Ok(head)
+    }
+
     /// The stored block at `height`, decoded.
     pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
         match self.store.block(height)? {

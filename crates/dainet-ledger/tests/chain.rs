@@ -165,6 +165,55 @@ fn a_second_replica_accepts_the_proposers_blocks_and_agrees() {
 }
 
 #[test]
+fn append_all_commits_every_block_in_one_step_or_none() {
+    let (fed, chain, _) = chain_with_rounds(3);
+    let blocks: Vec<Block> = (1..=chain.head().height).map(|h| chain.block(h).unwrap().unwrap()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+
+    // One bad block in the middle: nothing is written, the chain does not move.
+    let mut replica = Chain::create(RedbStore::open(&path).unwrap(), fed.genesis.clone()).unwrap();
+    let mut bad = blocks.clone();
+    bad[3].state_root.0[0] ^= 1;
+    let err = replica.append_all(bad).unwrap_err();
+    assert!(matches!(err, ChainError::Block(BlockFault::StateRootMismatch { height: 4, .. })), "{err}");
+    assert_eq!(replica.head().height, 0);
+    assert_eq!(replica.store().tip().unwrap().unwrap().height, 0);
+
+    // All good: the same head, state and stored bytes as appending one by one.
+    let head = replica.append_all(blocks).unwrap();
+    assert_eq!(head, chain.head());
+    assert_eq!(replica.state(), chain.state());
+    drop(replica);
+    let reopened = Chain::open(RedbStore::open(&path).unwrap()).unwrap();
+    assert_eq!(reopened.head(), chain.head());
+    for h in 0..=chain.head().height {
+        assert_eq!(reopened.store().block(h).unwrap(), chain.store().block(h).unwrap(), "block {h}");
+    }
+}
+
+#[test]
+fn append_checked_keeps_the_cheap_rules() {
+    let (fed, chain, _) = chain_with_rounds(1);
+    let block1 = chain.block(1).unwrap().unwrap();
+    let block2 = chain.block(2).unwrap().unwrap();
+    let mut replica = Chain::create(MemStore::new(), fed.genesis.clone()).unwrap();
+    let genesis_state = replica.state().clone();
+    let state1 = dainet_ledger::chain::check_next(replica.state(), &replica.head(), &block1).unwrap();
+    // Out of order, or with a state that is not the block's: refused, nothing moves.
+    let err = replica.append_checked(block2.clone(), state1.clone()).unwrap_err();
+    assert!(matches!(err, ChainError::Block(BlockFault::WrongHeight { expected: 1, found: 2 })), "{err}");
+    let err = replica.append_checked(block1.clone(), genesis_state).unwrap_err();
+    assert!(matches!(err, ChainError::Block(BlockFault::StateRootMismatch { height: 1, .. })), "{err}");
+    assert_eq!(replica.head().height, 0);
+    // As checked: appended, and the chain continues as the original.
+    replica.append_checked(block1, state1).unwrap();
+    replica.append(block2).unwrap();
+    assert_eq!(replica.head(), chain.head());
+    assert_eq!(replica.state(), chain.state());
+}
+
+#[test]
 fn open_replays_to_the_same_state() {
     let (_, chain, _) = chain_with_rounds(3);
     let (head, root) = (chain.head(), chain.state().root());
