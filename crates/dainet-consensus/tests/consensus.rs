@@ -25,6 +25,30 @@ use rand_core::{Rng, SeedableRng};
 
 use common::{assert_all_committed, assert_no_fork, link, outcomes, wait_until, Net};
 
+/// Starts the honest validators `ids`, submits 10 transactions through the `via`-th of them,
+/// and asserts that all commit and that every started validator reaches `height`; returns
+/// their statuses then. The shared second half of every Byzantine scenario.
+async fn honest_validators_progress(
+    context: &deterministic::Context,
+    net: &Net,
+    ids: std::ops::Range<usize>,
+    via: usize,
+    height: u64,
+) -> Vec<dainet_consensus::application::Status> {
+    let mut honest = Vec::new();
+    for i in ids {
+        honest.push(net.start(context, i).await);
+    }
+    let statuses: Vec<_> = honest.iter().map(|v| v.status().clone()).collect();
+    let txs: Vec<_> = common::rewards(&net.user, &net.genesis, 1, 10)
+        .into_iter()
+        .map(|tx| honest[via].mailbox().submit(tx))
+        .collect();
+    assert_all_committed(&outcomes(context, txs, Duration::from_secs(30)).await);
+    assert!(wait_until(context, Duration::from_secs(30), || statuses.iter().all(|s| s.height() >= height)).await);
+    statuses.iter().map(|s| s.snapshot()).collect()
+}
+
 fn runner(seed: u64) -> deterministic::Runner {
     // The timeout is a safety net against a hung test, in virtual time.
     deterministic::Runner::new(
@@ -164,19 +188,7 @@ fn equivocating_leader_cannot_fork_the_honest_validators() {
             }
         });
 
-        let mut honest = Vec::new();
-        for i in 1..4 {
-            honest.push(net.start(&context, i).await);
-        }
-        let statuses: Vec<_> = honest.iter().map(|v| v.status().clone()).collect();
-        let txs: Vec<_> = common::rewards(&net.user, &net.genesis, 1, 10)
-            .into_iter()
-            .map(|tx| honest[0].mailbox().submit(tx))
-            .collect();
-        assert_all_committed(&outcomes(&context, txs, Duration::from_secs(30)).await);
-        assert!(wait_until(&context, Duration::from_secs(30), || statuses.iter().all(|s| s.height() >= 20)).await);
-
-        let snapshots: Vec<_> = statuses.iter().map(|s| s.snapshot()).collect();
+        let snapshots = honest_validators_progress(&context, &net, 1..4, 0, 20).await;
         assert_no_fork(&snapshots);
         assert!(snapshots.iter().any(|s| s.rejected_messages > 0), "the equivocator's payloads were never rejected");
         for s in &snapshots {
@@ -201,19 +213,7 @@ fn conflicting_voter_cannot_fork_and_is_reported() {
         let channels = sim::register(&net.oracle, net.publics[0].clone()).await.unwrap();
         conflicter.start(channels.votes);
 
-        let mut honest = Vec::new();
-        for i in 1..4 {
-            honest.push(net.start(&context, i).await);
-        }
-        let statuses: Vec<_> = honest.iter().map(|v| v.status().clone()).collect();
-        let txs: Vec<_> = common::rewards(&net.user, &net.genesis, 1, 10)
-            .into_iter()
-            .map(|tx| honest[1].mailbox().submit(tx))
-            .collect();
-        assert_all_committed(&outcomes(&context, txs, Duration::from_secs(30)).await);
-        assert!(wait_until(&context, Duration::from_secs(30), || statuses.iter().all(|s| s.height() >= 20)).await);
-
-        let snapshots: Vec<_> = statuses.iter().map(|s| s.snapshot()).collect();
+        let snapshots = honest_validators_progress(&context, &net, 1..4, 1, 20).await;
         assert_no_fork(&snapshots);
         let byzantine = node_id(&net.publics[0]);
         assert!(
@@ -274,19 +274,7 @@ fn garbage_from_a_peer_is_rejected_and_counted() {
             }
         });
 
-        let mut honest = Vec::new();
-        for i in 0..3 {
-            honest.push(net.start(&context, i).await);
-        }
-        let statuses: Vec<_> = honest.iter().map(|v| v.status().clone()).collect();
-        let txs: Vec<_> = common::rewards(&net.user, &net.genesis, 1, 10)
-            .into_iter()
-            .map(|tx| honest[2].mailbox().submit(tx))
-            .collect();
-        assert_all_committed(&outcomes(&context, txs, Duration::from_secs(30)).await);
-        assert!(wait_until(&context, Duration::from_secs(30), || statuses.iter().all(|s| s.height() >= 20)).await);
-
-        let snapshots: Vec<_> = statuses.iter().map(|s| s.snapshot()).collect();
+        let snapshots = honest_validators_progress(&context, &net, 0..3, 2, 20).await;
         assert_no_fork(&snapshots);
         for s in &snapshots {
             assert!(s.rejected_messages > 10, "junk not counted: {}", s.rejected_messages);
@@ -423,19 +411,7 @@ fn ledger_equivocator_with_two_valid_blocks_cannot_fork() {
             }
         });
 
-        let mut honest = Vec::new();
-        for i in 1..4 {
-            honest.push(net.start(&context, i).await);
-        }
-        let statuses: Vec<_> = honest.iter().map(|v| v.status().clone()).collect();
-        let txs: Vec<_> = common::rewards(&net.user, &net.genesis, 1, 10)
-            .into_iter()
-            .map(|tx| honest[2].mailbox().submit(tx))
-            .collect();
-        assert_all_committed(&outcomes(&context, txs, Duration::from_secs(30)).await);
-        assert!(wait_until(&context, Duration::from_secs(30), || statuses.iter().all(|s| s.height() >= 30)).await);
-
-        let snapshots: Vec<_> = statuses.iter().map(|s| s.snapshot()).collect();
+        let snapshots = honest_validators_progress(&context, &net, 1..4, 2, 30).await;
         assert_no_fork(&snapshots);
         let equivocations = b_blocks.lock().unwrap().clone();
         assert!(!equivocations.is_empty(), "the equivocator never led");
