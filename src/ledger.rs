@@ -38,6 +38,10 @@ pub enum LedgerCommand {
     Verify(VerifyArgs),
     /// Write the genesis and every stored block, transactions decoded, as one JSON document.
     Export(ExportArgs),
+    /// Run a validator on the network: consensus, authenticated p2p, its ledger folder.
+    Node(crate::node::NodeArgs),
+    /// Write a genesis file: the chain's name, its validators and other founding members.
+    Genesis(crate::node::GenesisArgs),
 }
 
 /// Arguments of `dainet ledger show`.
@@ -84,6 +88,8 @@ pub fn ledger(command: LedgerCommand) -> Result<ExitCode> {
         LedgerCommand::Show(args) => show(args).map(|()| ExitCode::SUCCESS),
         LedgerCommand::Verify(args) => verify(args),
         LedgerCommand::Export(args) => export(args).map(|()| ExitCode::SUCCESS),
+        LedgerCommand::Node(args) => crate::node::node(args).map(|()| ExitCode::SUCCESS),
+        LedgerCommand::Genesis(args) => crate::node::genesis(args).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -5,6 +5,7 @@ mod compare;
 mod config;
 mod keygen;
 mod ledger;
+mod node;
 mod plan;
 mod plot;
 mod predict;
@@ -37,7 +38,7 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Make a new node identity: an ed25519 key file; prints the node id.
     Keygen(keygen::KeygenArgs),
-    /// Read a ledger folder: show it, verify it, export it.
+    /// Ledger folders and validators: show, verify, export; make a genesis; run a node.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
 }

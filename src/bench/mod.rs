@@ -2,6 +2,7 @@
 
 mod aggregation;
 mod fedtask;
+mod ledger;
 mod robustness;
 mod secagg;
 
@@ -19,6 +20,8 @@ pub enum BenchCommand {
     Aggregation(aggregation::AggregationArgs),
     /// What SecAgg+ costs: a training round with and without it, and per-client cost as n grows.
     Secagg(secagg::SecaggArgs),
+    /// Ledger throughput and finality latency: validator processes on loopback under load.
+    Ledger(ledger::LedgerArgs),
 }
 
 /// Runs a benchmark.
@@ -28,6 +31,7 @@ pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
         BenchCommand::Robustness(args) => robustness::robustness(args),
         BenchCommand::Aggregation(args) => aggregation::aggregation(args),
         BenchCommand::Secagg(args) => secagg::secagg(args),
+        BenchCommand::Ledger(args) => ledger::ledger(args),
     }
 }
 

@@ -178,10 +178,15 @@ impl<B: BlockStore> Core<B> {
         &self.mempool
     }
 
-    /// Put `tx` in the mempool. A transaction whose nonce the finalized state has already used
-    /// is refused at once.
+    /// Put `tx` in the mempool. Its signature is checked here, once — the mempool builds blocks
+    /// trusting it (`State::apply_presigned`), which halves the signature checks per transaction
+    /// — and a transaction whose nonce the finalized state has already used is refused at once.
     pub fn submit(&mut self, tx: Transaction) -> Result<(TxHash, bool), RejectReason> {
-        let expected = self.chain.state().next_nonce(&tx.signer);
+        let state = self.chain.state();
+        if tx.verify(state.chain_id()).is_err() {
+            return Err(RejectReason::Ledger(TxRejection::BadSignature { signer: tx.signer }));
+        }
+        let expected = state.next_nonce(&tx.signer);
         if tx.nonce < expected {
             return Err(RejectReason::Ledger(TxRejection::BadNonce { signer: tx.signer, expected, found: tx.nonce }));
         }

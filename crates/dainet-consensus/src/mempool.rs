@@ -7,7 +7,9 @@
 //!   is retried in a further pass over the leftovers, so a signer's transactions submitted out of
 //!   order still land in one block;
 //! - **admission**: a transaction is refused at [`Mempool::insert`] only if the pool is full or
-//!   it is already there; whether it applies is decided against a state, never here;
+//!   it is already there; whether it applies is decided against a state, never here. Its
+//!   signature must have been verified before it is inserted ([`crate::core::Core::submit`]
+//!   does): blocks are built without checking signatures again;
 //! - **eviction**: after a finalization, [`Mempool::prune`] removes what the finalized blocks
 //!   carried and every transaction the finalized state rejects *for good* — anything but a nonce
 //!   ahead of the signer's next one, which may still become valid once the gap is filled.
@@ -134,8 +136,8 @@ impl Mempool {
     /// After a finalization: drop the transactions in `included` (the finalized blocks' hashes),
     /// then replay the rest on `state` (the finalized state) at `time_ms`, as far as one block
     /// holds, and drop those it rejects for good. Returns the dropped ones with their reasons, in
-    /// pool order. Costs what building one block costs (a signature check per transaction
-    /// replayed), so a large pool is pruned a block's worth at a time.
+    /// pool order. Costs what building one block costs (no signature checks: they were made on
+    /// entry), so a large pool is pruned a block's worth at a time.
     pub fn prune(&mut self, included: &BTreeSet<TxHash>, state: &State, time_ms: u64) -> Vec<(TxHash, TxRejection)> {
         self.txs.retain(|(hash, _)| !included.contains(hash));
         let budget = MAX_BLOCK_BYTES - BLOCK_OVERHEAD;
@@ -199,7 +201,8 @@ fn select<'a>(
             if size > budget {
                 continue;
             }
-            match state.apply(tx, time_ms) {
+            // Signatures were checked once, on entry (`Core::submit`).
+            match state.apply_presigned(tx, time_ms) {
                 Ok(()) => {
                     budget -= size;
                     included.push(index);

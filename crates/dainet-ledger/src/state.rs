@@ -461,8 +461,12 @@ impl State {
         self.check_with(tx, time_ms, true)
     }
 
-    /// [`State::apply`], but trusting that the signature was already verified.
-    pub(crate) fn apply_presigned(&mut self, tx: &Transaction, time_ms: u64) -> Result<(), TxRejection> {
+    /// [`State::apply`], but trusting that `tx`'s signature was already verified for this
+    /// state's chain id — by the caller, once: e.g. a mempool that checks each transaction as it
+    /// enters, so building a block does not check every signature again. Never call it on a
+    /// transaction whose signature nobody checked; blocks from peers go through
+    /// [`crate::chain::check_block`], which checks every signature.
+    pub fn apply_presigned(&mut self, tx: &Transaction, time_ms: u64) -> Result<(), TxRejection> {
         self.check_with(tx, time_ms, false)?;
         self.execute(tx, time_ms);
         Ok(())

@@ -1,0 +1,255 @@
+//! `dainet ledger genesis`, `dainet ledger node` and `dainet bench ledger` as processes: four
+//! validators on loopback agree and leave ledger folders that `dainet ledger verify` accepts; a
+//! node stops cleanly on SIGTERM and refuses a garbled folder; bad input is one `error:` line.
+
+use dainet_ledger::block::Block;
+use dainet_ledger::folder::LedgerDir;
+use dainet_ledger::store::BlockStore;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tests that start several validator processes run one at a time, so that on a small machine
+/// they do not starve each other.
+static PROCESSES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    PROCESSES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn dainet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).output().expect("dainet runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `dainet ARGS`, asserts success, returns stdout's first line.
+fn ok(args: &[&str]) -> String {
+    let out = dainet(args);
+    assert!(out.status.success(), "dainet {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string()
+}
+
+/// Asserts a clean failure: exit code 2, one `error:` line naming `needle`, no panic.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let stderr = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(needle), "error should name {needle:?}: {stderr}");
+}
+
+/// Keys (made with `dainet keygen`) and a genesis (made with `dainet ledger genesis`) for `n`
+/// validators, and a free loopback address for each.
+struct Setup {
+    tmp: tempfile::TempDir,
+    keys: Vec<PathBuf>,
+    ids: Vec<String>,
+    genesis: PathBuf,
+    addrs: Vec<String>,
+}
+
+fn setup(n: usize) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let key = tmp.path().join(format!("v{i}.key"));
+        ids.push(ok(&["keygen", "--out", s(&key)]));
+        keys.push(key);
+    }
+    let genesis = tmp.path().join("genesis");
+    let mut args = vec!["ledger", "genesis", "--chain", "e2e", "--out", s(&genesis)];
+    let named: Vec<String> = ids.iter().enumerate().map(|(i, id)| format!("{id}=org{i}")).collect();
+    for v in &named {
+        args.extend(["--validator", v.as_str()]);
+    }
+    let hash = ok(&args);
+    assert_eq!(hash.len(), 64, "genesis prints its hash: {hash}");
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    Setup { tmp, keys, ids, genesis, addrs }
+}
+
+impl Setup {
+    fn dir(&self, i: usize) -> PathBuf {
+        self.tmp.path().join(format!("node-{i}"))
+    }
+
+    /// `dainet ledger node` for validator `i` with every other validator as a peer.
+    fn node(&self, i: usize, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dainet"));
+        command.args(["ledger", "node", "--key", s(&self.keys[i]), "--genesis", s(&self.genesis)]);
+        command.args(["--dir", s(&self.dir(i)), "--listen", &self.addrs[i]]);
+        for j in (0..self.ids.len()).filter(|&j| j != i) {
+            command.args(["--peer", &format!("{}@{}", self.ids[j], self.addrs[j])]);
+        }
+        command.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    }
+}
+
+/// Wait for `child` (killing it after `limit`), returning its output.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The JSON report a node printed as its last stdout line.
+fn report(out: &Output) -> Value {
+    assert!(out.status.success(), "node failed: {}", stderr(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().expect("a report line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {e}: {line}"))
+}
+
+fn block_hash_at(dir: &Path, height: u64) -> String {
+    let ledger = LedgerDir::open(dir).unwrap();
+    Block::decode(&ledger.store().block(height).unwrap().unwrap()).unwrap().hash().to_string()
+}
+
+#[test]
+fn four_validator_processes_agree_and_every_ledger_folder_verifies() {
+    let _serial = serial();
+    let net = setup(4);
+    let children: Vec<Child> =
+        (0..4).map(|i| net.node(i, &["--load", "50", "--duration", "7", "--drain", "1.5"]).spawn().unwrap()).collect();
+    let outputs: Vec<Output> = children.into_iter().map(|c| finish(c, Duration::from_secs(60))).collect();
+    let reports: Vec<Value> = outputs.iter().map(report).collect();
+
+    let mut heights = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["node"].as_str().unwrap(), net.ids[i]);
+        let height = r["height"].as_u64().unwrap();
+        assert!(height >= 20, "node {i} finalized too little: {r}");
+        assert_eq!(r["blocks_finalized"].as_u64(), Some(height), "a new ledger starts at 0: {r}");
+        assert_eq!(r["finality_errors"].as_u64(), Some(0), "{r}");
+        let load = &r["load"];
+        assert!(load["committed"].as_u64().unwrap() > 100, "node {i}: {load}");
+        assert_eq!(load["rejected"].as_u64(), Some(0), "node {i}: {load}");
+        assert_eq!(load["pending"].as_u64(), Some(0), "the drain let everything finalize: {load}");
+        let p50 = load["latency_ms"]["p50"].as_f64().unwrap();
+        assert!(p50 > 0.0 && p50 <= load["latency_ms"]["max"].as_f64().unwrap(), "{load}");
+        // The tip reported is the tip persisted.
+        assert_eq!(block_hash_at(&net.dir(i), height), r["tip"].as_str().unwrap());
+        heights.push(height);
+    }
+    let common = *heights.iter().min().unwrap();
+    let first = block_hash_at(&net.dir(0), common);
+    for i in 1..4 {
+        assert_eq!(block_hash_at(&net.dir(i), common), first, "node {i} differs at height {common}");
+    }
+    for i in 0..4 {
+        let out = dainet(&["ledger", "verify", s(&net.dir(i))]);
+        assert!(out.status.success(), "verify node {i}: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    }
+}
+
+#[test]
+fn a_node_stops_cleanly_on_sigterm_and_refuses_its_folder_once_garbled() {
+    let net = setup(1);
+    let child = net.node(0, &["--load", "20"]).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let dir = net.dir(0);
+    // Wait until it runs (its ledger exists) and has had time to finalize, then ask it to stop.
+    let start = Instant::now();
+    while !dir.join("ledger.redb").exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill sends a signal to the child this test started; no memory is touched.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = finish(child, Duration::from_secs(20));
+    let r = report(&out);
+    let height = r["height"].as_u64().unwrap();
+    assert!(height >= 3, "a lone validator finalizes by itself: {r}");
+    assert!(stderr(&out).contains("SIGTERM"), "{}", stderr(&out));
+    assert!(dainet(&["ledger", "verify", s(&dir)]).status.success());
+
+    // Truncate block 2 (keeping the tip): the node refuses to start and names the height.
+    {
+        let mut ledger = LedgerDir::open(&dir).unwrap();
+        let bytes = ledger.store().block(2).unwrap().unwrap();
+        let hash = Block::decode(&bytes).unwrap().hash();
+        let tip = ledger.store().tip().unwrap().unwrap();
+        let tip_bytes = ledger.store().block(tip.height).unwrap().unwrap();
+        let store = ledger.store_mut();
+        store.put_block(2, &hash, &bytes[..bytes.len() - 5]).unwrap();
+        store.put_block(tip.height, &tip.hash, &tip_bytes).unwrap();
+    }
+    let out = finish(net.node(0, &["--duration", "5"]).spawn().unwrap(), Duration::from_secs(20));
+    assert_clean_error(&out, "height=2");
+    assert!(stderr(&out).contains("refuses to serve a bad chain"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_to_node_and_genesis_is_one_error_line_and_exit_2() {
+    let net = setup(2);
+    let key = s(&net.keys[0]);
+    let genesis = s(&net.genesis);
+    let dir = net.tmp.path().join("dir");
+    let dir = s(&dir);
+    let listen = net.addrs[0].as_str();
+    let node = |args: &[&str]| {
+        let mut all = vec!["ledger", "node"];
+        all.extend_from_slice(args);
+        dainet(&all)
+    };
+
+    let out = node(&["--key", "/nonexistent/k", "--genesis", genesis, "--dir", dir, "--listen", listen]);
+    assert_clean_error(&out, "cannot read the node key");
+    let out = node(&["--key", key, "--genesis", key, "--dir", dir, "--listen", listen]);
+    assert_clean_error(&out, "not a genesis file");
+    let stranger = net.tmp.path().join("stranger.key");
+    ok(&["keygen", "--out", s(&stranger)]);
+    let out = node(&["--key", s(&stranger), "--genesis", genesis, "--dir", dir, "--listen", listen]);
+    assert_clean_error(&out, "not a validator of the genesis");
+    let out =
+        node(&["--key", key, "--genesis", genesis, "--dir", dir, "--listen", listen, "--peer", "abc@127.0.0.1:1"]);
+    assert_clean_error(&out, "bad peer");
+    let out = node(&["--key", key, "--genesis", genesis, "--dir", dir, "--listen", "localhost"]);
+    assert_clean_error(&out, "bad --listen");
+    assert!(!Path::new(dir).exists(), "a refused node created its folder");
+
+    let out =
+        dainet(&["ledger", "genesis", "--chain", "x", "--validator", "zz", "--out", s(&net.tmp.path().join("g"))]);
+    assert_clean_error(&out, "bad --validator");
+    let out = dainet(&["ledger", "genesis", "--chain", "x", "--validator", &net.ids[0], "--out", genesis]);
+    assert_clean_error(&out, "never overwritten");
+}
+
+#[test]
+fn bench_ledger_prints_one_json_line_from_agreeing_validator_processes() {
+    let _serial = serial();
+    let out = dainet(&["bench", "ledger", "--rate", "200", "--duration", "6", "--drain", "1.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let line: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(line["validators"].as_u64(), Some(4), "{line}");
+    assert_eq!(line["processes"].as_bool(), Some(true), "{line}");
+    assert_eq!(line["same_chain"].as_bool(), Some(true), "{line}");
+    assert!(line["common_height"].as_u64().unwrap() >= 8, "{line}");
+    let tx_per_s = line["tx_per_s"].as_f64().unwrap();
+    assert!(tx_per_s > 100.0 && tx_per_s <= 210.0, "offered 200 tx/s: {line}");
+    let latency = &line["latency_ms"];
+    assert!(latency["p50"].as_u64().unwrap() > 0, "{line}");
+    assert!(latency["p50"].as_u64() <= latency["p99"].as_u64(), "{line}");
+    assert!(line["threads"].as_u64().unwrap() >= 1, "{line}");
+}
