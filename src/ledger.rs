@@ -1,9 +1,10 @@
-//! `dainet ledger show | verify | export`: read a ledger folder (`DIR/ledger.redb` and
-//! `DIR/blobs/`, see [`dainet_ledger::folder`]).
+//! `dainet ledger show | verify | export | node | genesis`: read a ledger folder
+//! (`DIR/ledger.redb` and `DIR/blobs/`, see [`dainet_ledger::folder`]), or run a validator that
+//! writes one (`node` and `genesis` live in [`crate::node`]).
 //!
 //! `show` replays the chain (so it shows only a ledger that checks out) and prints aligned text;
 //! `verify` audits the bytes and lists every problem (exit 1 if any); `export` dumps the genesis
-//! and the stored blocks as JSON without judging them. All three only read: nothing here writes
+//! and the stored blocks as JSON without judging them. These three only read: nothing here writes
 //! a block or a blob.
 
 use anyhow::{bail, Context, Result};

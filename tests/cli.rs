@@ -1,12 +1,12 @@
 //! End-to-end tests of the `dainet` binary: outputs, determinism, resume, prediction and
 //! the error a user sees for each kind of bad input.
 
+mod common;
+
+use common::{assert_clean_error, dainet, s};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn dainet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).output().expect("dainet runs")
-}
 
 fn dainet_env(args: &[&str], key: &str, value: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).env(key, value).output().expect("dainet runs")
@@ -19,21 +19,6 @@ fn simulate_idx(images: &Path, labels: &Path) -> Output {
 
 fn mnist(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist").join(file)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Asserts a clean failure: exit code 2, one `error:` line naming `needle`, no panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "error should name {needle:?}: {stderr}");
 }
 
 fn simulate_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

@@ -1,6 +1,10 @@
 //! End-to-end tests of `dainet keygen` and `dainet ledger show | verify | export` on a ledger
 //! folder built here through the library, and of what each says when the ledger is damaged.
 
+mod common;
+
+use common::{assert_clean_error, dainet, s, stderr, stdout};
+
 use dainet_ledger::blob::BlobStore;
 use dainet_ledger::block::Block;
 use dainet_ledger::chain::Chain;
@@ -13,42 +17,15 @@ use dainet_ledger::tx::{ChainId, Metric, Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const T0: u64 = 1_700_000_000_000;
-
-fn dainet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).output().expect("dainet runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Runs `dainet ARGS` and asserts it succeeded; returns stdout.
 fn ok(args: &[&str]) -> String {
     let out = dainet(args);
     assert!(out.status.success(), "dainet {args:?}: {}", stderr(&out));
     stdout(&out)
-}
-
-/// Asserts a clean failure: exit code 2, one `error:` line naming `needle`, no panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let stderr = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "error should name {needle:?}: {stderr}");
 }
 
 /// `label` padded to the show/verify label column, then `value`: one whole line of output.

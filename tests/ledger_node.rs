@@ -2,6 +2,10 @@
 //! validators on loopback agree and leave ledger folders that `dainet ledger verify` accepts; a
 //! node stops cleanly on SIGTERM and refuses a garbled folder; bad input is one `error:` line.
 
+mod common;
+
+use common::{assert_clean_error, dainet, s, stderr};
+
 use dainet_ledger::block::Block;
 use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::store::BlockStore;
@@ -18,34 +22,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     PROCESSES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn dainet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).output().expect("dainet runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Runs `dainet ARGS`, asserts success, returns stdout's first line.
 fn ok(args: &[&str]) -> String {
     let out = dainet(args);
     assert!(out.status.success(), "dainet {args:?}: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string()
-}
-
-/// Asserts a clean failure: exit code 2, one `error:` line naming `needle`, no panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let stderr = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "error should name {needle:?}: {stderr}");
 }
 
 /// Keys (made with `dainet keygen`) and a genesis (made with `dainet ledger genesis`) for `n`

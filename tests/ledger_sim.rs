@@ -2,21 +2,15 @@
 //! in the run folder, `report.json` points into it, and `dainet ledger verify` proves every
 //! aggregate and update commitment against the stored blobs.
 
+mod common;
+
+use common::{dainet, s};
 use dainet_ledger::blob::BlobStore;
 use dainet_ledger::chain::Chain;
 use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::hash::Digest;
 use dainet_ledger::tx::TxBody;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn dainet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dainet")).args(args).output().expect("dainet runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn simulate(out: &Path, rounds: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["simulate", "--out", s(out), "--rounds", rounds];
