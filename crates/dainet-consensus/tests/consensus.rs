@@ -129,7 +129,7 @@ fn same_seed_same_run_other_seed_other_run() {
 #[test]
 fn two_of_four_down_halts_without_forking() {
     runner(3).start(|context| async move {
-        let net = Net::new(&context, 4, link(10, 2, 1.0)).await;
+        let net = Net::new(&context, 4, link(10, 2, 0.99)).await;
         let mut validators = Vec::new();
         for i in 0..4 {
             validators.push(net.start(&context, i).await);
@@ -157,7 +157,7 @@ fn two_of_four_down_halts_without_forking() {
 #[test]
 fn equivocating_leader_cannot_fork_the_honest_validators() {
     runner(5).start(|context| async move {
-        let net = Net::new(&context, 4, link(10, 2, 1.0)).await;
+        let net = Net::new(&context, 4, link(10, 2, 0.99)).await;
         let participants = Set::from_iter_dedup(net.publics.clone());
 
         // Validator 0 is simplex's equivocator: as leader it notarizes two payloads, one for a
@@ -200,7 +200,7 @@ fn equivocating_leader_cannot_fork_the_honest_validators() {
 #[test]
 fn conflicting_voter_cannot_fork_and_is_reported() {
     runner(9).start(|context| async move {
-        let net = Net::new(&context, 4, link(10, 2, 1.0)).await;
+        let net = Net::new(&context, 4, link(10, 2, 0.99)).await;
         let participants = Set::from_iter_dedup(net.publics.clone());
 
         // Validator 0 is simplex's conflicter: for every vote it sees, it signs the same vote
@@ -348,7 +348,7 @@ fn ledger_equivocator_with_two_valid_blocks_cannot_fork() {
     use std::sync::Mutex;
 
     runner(17).start(|context| async move {
-        let net = Net::new(&context, 4, link(10, 2, 1.0)).await;
+        let net = Net::new(&context, 4, link(10, 2, 0.99)).await;
         let participants = Set::from_iter_dedup(net.publics.clone());
         let me = participants.position(&net.publics[0]).unwrap();
         let scheme =
