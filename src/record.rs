@@ -21,11 +21,13 @@ use crate::run::LedgerEntry;
 use anyhow::{bail, Context, Result};
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
 use dainet_core::Params;
+use dainet_ledger::blob::{BlobError, DirBlobs};
 use dainet_ledger::chain::Chain;
 use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::{Keypair, NodeId};
+use dainet_ledger::store::RedbStore;
 use dainet_ledger::tx::{ChainId, Metric, Transaction, TxBody};
 use dainet_ml::model_file::model_bytes;
 use dainet_ml::ModelSpec;
@@ -70,7 +72,10 @@ pub struct LedgerRecorder {
     devices: Vec<NodeId>,
     chain_id: ChainId,
     nonces: Vec<u64>,
-    blobs: LedgerDir,
+    /// The ledger folder's block store, written in `finish`.
+    store: RedbStore,
+    /// Writes the blobs into the folder's `blobs/` off the training thread.
+    writer: BlobWriter,
     received: Rc<RefCell<ReceivedUpdates>>,
     previous: Params,
     task: String,
@@ -100,7 +105,7 @@ impl LedgerRecorder {
             std::fs::remove_dir_all(dir)
                 .with_context(|| format!("{}: cannot replace the previous run's ledger", dir.display()))?;
         }
-        let blobs = LedgerDir::create(dir)?;
+        let (store, blobs) = LedgerDir::create(dir)?.into_parts();
         let members: Vec<Keypair> = (0..VALIDATORS as u64).map(|i| derived_key(seed, "member", i)).collect();
         let devices: Vec<NodeId> = (0..clients as u64).map(|k| derived_key(seed, "device", k).node_id()).collect();
         let chain_id = ChainId::from_name(&format!("dainet-simulate-{seed}"));
@@ -121,7 +126,8 @@ impl LedgerRecorder {
             devices,
             chain_id,
             nonces: vec![0; VALIDATORS],
-            blobs,
+            store,
+            writer: BlobWriter::start(blobs)?,
             received: Rc::default(),
             previous: initial.clone(),
             task: format!("{:?} {}", c.dataset, plan.model.spec()).to_lowercase(),
@@ -159,10 +165,13 @@ impl LedgerRecorder {
     fn put_model(&mut self, params: &Params, meta: BTreeMap<String, String>) -> Result<Digest> {
         let started = Instant::now();
         let bytes = model_bytes(&self.spec, params, &meta);
-        // Synced once, in `finish`, before the blocks that name them are written.
-        let stored = self.blobs.blobs_mut().put_unsynced(&bytes);
+        let hash = Digest::of(&bytes);
+        // Written by the writer thread, synced once in `finish` before the blocks that name
+        // them are written.
+        let queued = self.writer.write(bytes);
         self.blob_s += started.elapsed().as_secs_f64();
-        Ok(stored?)
+        queued?;
+        Ok(hash)
     }
 
     /// Records round `outcome` (with `epsilon` spent so far at `delta`, under DP) and returns
@@ -282,10 +291,9 @@ impl LedgerRecorder {
         }
         let source = finished.chain;
         let sync_started = Instant::now();
-        self.blobs.blobs_mut().sync()?;
+        self.writer.finish()?.sync()?;
         self.blob_s += sync_started.elapsed().as_secs_f64();
-        let (store, _) = self.blobs.into_parts();
-        let mut chain = Chain::create(store, source.genesis().clone())?;
+        let mut chain = Chain::create(self.store, source.genesis().clone())?;
         let blocks = (1..=source.head().height)
             .map(|height| {
                 source.block(height)?.with_context(|| format!("validator {}: no block {height}", finished.validator))
@@ -294,6 +302,52 @@ impl LedgerRecorder {
         chain.append_all(blocks).with_context(|| format!("{}: writing the blocks", self.dir.display()))?;
         self.total_s += started.elapsed().as_secs_f64();
         Ok(LedgerTotals { height: chain.head().height, seconds: self.total_s, blob_seconds: self.blob_s })
+    }
+}
+
+/// A thread that writes blobs in the order given, so writing (slow page-cache copies on some
+/// machines) overlaps the next round's training instead of adding to it. The queue holds at most
+/// [`BlobWriter::QUEUE`] blobs, so memory stays bounded when the disk is slower than training.
+struct BlobWriter {
+    queue: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<Result<DirBlobs, BlobError>>>,
+}
+
+impl BlobWriter {
+    /// Blobs waiting at most: about two rounds of updates.
+    const QUEUE: usize = 24;
+
+    fn start(mut blobs: DirBlobs) -> Result<Self> {
+        let (queue, incoming) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("dainet-blob-writer".into())
+            .spawn(move || {
+                for bytes in incoming {
+                    blobs.put_unsynced(&bytes)?;
+                }
+                Ok(blobs)
+            })
+            .context("cannot start the blob writer thread")?;
+        Ok(Self { queue: Some(queue), thread: Some(thread) })
+    }
+
+    /// Queues `bytes`; fails if the writer stopped on an error (which `finish` returns).
+    fn write(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let sent = self.queue.as_ref().map(|q| q.send(bytes).is_ok()).unwrap_or(false);
+        if !sent {
+            // The writer stopped early: report why.
+            self.finish()?;
+            bail!("the blob writer stopped");
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued blob to be written; returns the store, or the first write error.
+    fn finish(&mut self) -> Result<DirBlobs> {
+        drop(self.queue.take());
+        let thread = self.thread.take().context("the blob writer already finished")?;
+        let blobs = thread.join().map_err(|_| anyhow::anyhow!("the blob writer panicked"))??;
+        Ok(blobs)
     }
 }
 
