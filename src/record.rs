@@ -102,6 +102,10 @@ impl LedgerRecorder {
         let (seed, clients) = (c.seed, plan.partition.num_clients());
         let started = Instant::now();
         if dir.exists() {
+            // Replace only what a previous run wrote: a ledger folder, never anything else.
+            if LedgerDir::open(dir).is_err() {
+                bail!("{}: exists and is not a ledger folder; move it away or pass --no-ledger", dir.display());
+            }
             std::fs::remove_dir_all(dir)
                 .with_context(|| format!("{}: cannot replace the previous run's ledger", dir.display()))?;
         }

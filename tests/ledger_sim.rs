@@ -100,3 +100,21 @@ fn the_same_seed_gives_the_same_ledger_and_no_ledger_writes_none() {
     assert!(report["ledger"].is_null());
     assert!(report["rounds"][0].get("ledger").is_none());
 }
+
+#[test]
+fn a_ledger_folder_that_is_not_a_ledger_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("ledger").join("notes.txt");
+    std::fs::create_dir_all(precious.parent().unwrap()).unwrap();
+    std::fs::write(&precious, "mine").unwrap();
+    let out = dainet(&["simulate", "--out", s(dir.path()), "--rounds", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a ledger folder"));
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "mine");
+    // A previous run's ledger is replaced.
+    simulate(dir.path(), "1", &["--no-ledger"]);
+    std::fs::remove_dir_all(dir.path().join("ledger")).unwrap();
+    simulate(dir.path(), "1", &[]);
+    simulate(dir.path(), "2", &[]);
+    assert!(dainet(&["ledger", "verify", s(&dir.path().join("ledger"))]).status.success());
+}
