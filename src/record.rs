@@ -37,6 +37,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How many validators a simulation's ledger runs.
@@ -77,14 +78,15 @@ pub struct LedgerRecorder {
     /// Writes the blobs into the folder's `blobs/` off the training thread.
     writer: BlobWriter,
     received: Rc<RefCell<ReceivedUpdates>>,
-    previous: Params,
+    /// θ_{r−1}, shared with the coordinator's outcome (never copied).
+    previous: Arc<Params>,
     task: String,
     strategy: String,
     deadline_slack_ms: u64,
     /// Wall seconds spent in the ledger so far (including `blob_s`).
-    pub total_s: f64,
+    total_s: f64,
     /// Of which encoding, hashing and writing blobs.
-    pub blob_s: f64,
+    blob_s: f64,
 }
 
 /// A key derived from the task seed for `role` and `index` (simulation only).
@@ -133,7 +135,7 @@ impl LedgerRecorder {
             store,
             writer: BlobWriter::start(blobs)?,
             received: Rc::default(),
-            previous: initial.clone(),
+            previous: Arc::new(initial.clone()),
             task: format!("{:?} {}", c.dataset, plan.model.spec()).to_lowercase(),
             strategy: c.strategy.clone(),
             deadline_slack_ms: c.round_timeout_ms.unwrap_or(0).saturating_add(60_000),
@@ -172,7 +174,7 @@ impl LedgerRecorder {
         let hash = Digest::of(&bytes);
         // Written by the writer thread, synced once in `finish` before the blocks that name
         // them are written.
-        let queued = self.writer.write(bytes);
+        let queued = self.writer.write(hash, bytes);
         self.blob_s += started.elapsed().as_secs_f64();
         queued?;
         Ok(hash)
@@ -257,7 +259,7 @@ impl LedgerRecorder {
         }
         let count = txs.len();
         let heights = self.submit(coordinator, txs).with_context(|| format!("recording round {r}"))?;
-        self.previous = (*outcome.params).clone();
+        self.previous = Arc::clone(&outcome.params);
         let elapsed = started.elapsed().as_secs_f64();
         self.total_s += elapsed;
         Ok(LedgerEntry {
@@ -313,7 +315,7 @@ impl LedgerRecorder {
 /// machines) overlaps the next round's training instead of adding to it. The queue holds at most
 /// [`BlobWriter::QUEUE`] blobs, so memory stays bounded when the disk is slower than training.
 struct BlobWriter {
-    queue: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    queue: Option<std::sync::mpsc::SyncSender<(Digest, Vec<u8>)>>,
     thread: Option<std::thread::JoinHandle<Result<DirBlobs, BlobError>>>,
 }
 
@@ -322,12 +324,12 @@ impl BlobWriter {
     const QUEUE: usize = 24;
 
     fn start(mut blobs: DirBlobs) -> Result<Self> {
-        let (queue, incoming) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::QUEUE);
+        let (queue, incoming) = std::sync::mpsc::sync_channel::<(Digest, Vec<u8>)>(Self::QUEUE);
         let thread = std::thread::Builder::new()
             .name("dainet-blob-writer".into())
             .spawn(move || {
-                for bytes in incoming {
-                    blobs.put_unsynced(&bytes)?;
+                for (hash, bytes) in incoming {
+                    blobs.put_unsynced_hashed(&hash, &bytes)?;
                 }
                 Ok(blobs)
             })
@@ -335,9 +337,10 @@ impl BlobWriter {
         Ok(Self { queue: Some(queue), thread: Some(thread) })
     }
 
-    /// Queues `bytes`; fails if the writer stopped on an error (which `finish` returns).
-    fn write(&mut self, bytes: Vec<u8>) -> Result<()> {
-        let sent = self.queue.as_ref().map(|q| q.send(bytes).is_ok()).unwrap_or(false);
+    /// Queues `bytes`, whose blake3 is `hash`; fails if the writer stopped on an error (which
+    /// `finish` returns).
+    fn write(&mut self, hash: Digest, bytes: Vec<u8>) -> Result<()> {
+        let sent = self.queue.as_ref().map(|q| q.send((hash, bytes)).is_ok()).unwrap_or(false);
         if !sent {
             // The writer stopped early: report why.
             self.finish()?;

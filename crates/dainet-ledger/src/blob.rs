@@ -157,12 +157,21 @@ impl DirBlobs {
     /// of two per blob.
     pub fn put_unsynced(&mut self, bytes: &[u8]) -> Result<Digest, BlobError> {
         let hash = Digest::of(bytes);
-        let path = self.path_of(&hash);
+        self.put_unsynced_hashed(&hash, bytes)?;
+        Ok(hash)
+    }
+
+    /// [`DirBlobs::put_unsynced`] for a caller that already hashed `bytes` (`hash` must be
+    /// [`Digest::of`]`(bytes)`; a wrong one names the blob wrongly, which
+    /// [`crate::verify::verify`] reports as a blob mismatch). Saves hashing large blobs twice.
+    pub fn put_unsynced_hashed(&mut self, hash: &Digest, bytes: &[u8]) -> Result<(), BlobError> {
+        debug_assert_eq!(*hash, Digest::of(bytes), "put_unsynced_hashed given the wrong hash");
+        let path = self.path_of(hash);
         let tmp = self.dir.join(format!(".{}.tmp", hash.to_hex()));
         fs::write(&tmp, bytes).map_err(|source| BlobError::Io { path: tmp.clone(), source })?;
         fs::rename(&tmp, &path).map_err(|source| BlobError::Io { path: path.clone(), source })?;
         self.unsynced.push(path);
-        Ok(hash)
+        Ok(())
     }
 
     /// Make every blob [`DirBlobs::put_unsynced`] wrote durable, and the folder's entries too.
