@@ -166,12 +166,28 @@ impl DirBlobs {
     /// [`crate::verify::verify`] reports as a blob mismatch). Saves hashing large blobs twice.
     pub fn put_unsynced_hashed(&mut self, hash: &Digest, bytes: &[u8]) -> Result<(), BlobError> {
         debug_assert_eq!(*hash, Digest::of(bytes), "put_unsynced_hashed given the wrong hash");
-        let path = self.path_of(hash);
-        let tmp = self.dir.join(format!(".{}.tmp", hash.to_hex()));
-        fs::write(&tmp, bytes).map_err(|source| BlobError::Io { path: tmp.clone(), source })?;
-        fs::rename(&tmp, &path).map_err(|source| BlobError::Io { path: path.clone(), source })?;
+        let path = self.write_named(hash, bytes, false)?;
         self.unsynced.push(path);
         Ok(())
+    }
+
+    /// Write `bytes` to a temporary file in the folder (synced to disk if `durable`), then
+    /// rename it to the blob's name, so a reader never sees a partial blob under its name.
+    fn write_named(&self, hash: &Digest, bytes: &[u8], durable: bool) -> Result<PathBuf, BlobError> {
+        let path = self.path_of(hash);
+        let tmp = self.dir.join(format!(".{}.tmp", hash.to_hex()));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BlobError::Io { path, source }
+        };
+        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
+        if durable {
+            file.sync_all().map_err(io(&tmp))?;
+        }
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(path)
     }
 
     /// Make every blob [`DirBlobs::put_unsynced`] wrote durable, and the folder's entries too.
@@ -189,17 +205,7 @@ impl DirBlobs {
 impl BlobStore for DirBlobs {
     fn put(&mut self, bytes: &[u8]) -> Result<Digest, BlobError> {
         let hash = Digest::of(bytes);
-        let path = self.path_of(&hash);
-        let tmp = self.dir.join(format!(".{}.tmp", hash.to_hex()));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BlobError::Io { path, source }
-        };
-        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.write_named(&hash, bytes, true)?;
         sync_dir(&self.dir)?;
         Ok(hash)
     }

@@ -241,7 +241,6 @@ pub enum BlockFault {
 }
 
 /// What [`check_block`] checks a block against.
-#[derive(Debug)]
 pub struct BlockContext<'a> {
     /// The height the block must have.
     pub height: u64,
@@ -249,6 +248,21 @@ pub struct BlockContext<'a> {
     pub parent: Option<&'a Head>,
     /// The chain id signatures are checked for.
     pub chain_id: &'a ChainId,
+    /// Transactions (by hash) whose signature the caller has already checked for this chain id,
+    /// e.g. on entry to its mempool: theirs is not checked again. The hash covers the signature,
+    /// so a transaction with these exact bytes is the one that was checked.
+    pub presigned: Option<&'a dyn Fn(&TxHash) -> bool>,
+}
+
+impl std::fmt::Debug for BlockContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockContext")
+            .field("height", &self.height)
+            .field("parent", &self.parent)
+            .field("chain_id", &self.chain_id)
+            .field("presigned", &self.presigned.is_some())
+            .finish()
+    }
 }
 
 /// Check `block` against rules 1–6, handing each broken rule to `fault` in rule order; `fault`
@@ -291,7 +305,8 @@ pub fn check_block(
         fault(BlockFault::TxRootMismatch { height, header: block.tx_root, computed })?;
     }
     for (index, (tx, tx_hash)) in block.txs.iter().zip(tx_hashes).enumerate() {
-        if tx.verify(context.chain_id).is_err() {
+        let presigned = context.presigned.is_some_and(|checked| checked(&tx_hash));
+        if !presigned && tx.verify(context.chain_id).is_err() {
             fault(BlockFault::BadSignature { height, index, tx_hash, signer: tx.signer })?;
         }
         if let Some(state) = state.as_deref_mut() {
@@ -312,10 +327,25 @@ pub fn check_block(
 /// Check `block` as the successor of `head` on `state` (rules 1–6); return the state after it,
 /// or the first broken rule.
 pub fn check_next(state: &State, head: &Head, block: &Block) -> Result<State, ChainError> {
+    check_next_presigned(state, head, block, None)
+}
+
+/// [`check_next`], skipping the signature check of the transactions `presigned` names (see
+/// [`BlockContext::presigned`]).
+pub fn check_next_presigned(
+    state: &State,
+    head: &Head,
+    block: &Block,
+    presigned: Option<&dyn Fn(&TxHash) -> bool>,
+) -> Result<State, ChainError> {
     let mut next = state.clone();
     let mut first = None;
-    let context =
-        BlockContext { height: head.height.saturating_add(1), parent: Some(head), chain_id: state.chain_id() };
+    let context = BlockContext {
+        height: head.height.saturating_add(1),
+        parent: Some(head),
+        chain_id: state.chain_id(),
+        presigned,
+    };
     let _ = check_block(block, &context, Some(&mut next), &mut |f| {
         first = Some(f);
         ControlFlow::Break(())

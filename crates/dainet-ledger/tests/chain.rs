@@ -5,7 +5,7 @@ mod common;
 use common::{Fed, T0};
 use dainet_ledger::blob::MemBlobs;
 use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
-use dainet_ledger::chain::{BlockFault, Chain, ChainError, DropReason};
+use dainet_ledger::chain::{check_next, check_next_presigned, BlockFault, Chain, ChainError, DropReason};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::state::TxRejection;
 use dainet_ledger::store::{BlockStore, MemStore, RedbStore};
@@ -270,4 +270,41 @@ fn a_full_block_leaves_the_rest_for_the_next() {
     assert!(!p.dropped.is_empty());
     assert!(p.dropped.iter().all(|d| d.reason == DropReason::BlockFull));
     assert_eq!(p.block.txs.len() + p.dropped.len(), n);
+}
+
+/// `check_next_presigned` skips only the signatures it is told were checked: a forged
+/// transaction the caller did not vouch for is still caught, and one it did vouch for is
+/// trusted (which is why only a mempool that verified the exact bytes may vouch).
+#[test]
+fn presigned_skips_only_the_transactions_named() {
+    let (mut fed, chain, _) = chain_with_rounds(1);
+    let a = fed.keys[0].node_id();
+    let good = fed.tx(0, TxBody::Reward { node: a, amount: 1 });
+    let mut forged = fed.tx(0, TxBody::Reward { node: a, amount: 2 });
+    forged.signature.0[0] ^= 1;
+    let head = chain.head();
+    let mut block = Block {
+        height: head.height + 1,
+        prev_hash: head.hash,
+        tx_root: Digest::ZERO,
+        state_root: Digest::ZERO,
+        timestamp_ms: head.timestamp_ms,
+        txs: vec![good.clone(), forged.clone()],
+    };
+    block.tx_root = block.compute_tx_root();
+    let mut replay = chain.state().clone();
+    for tx in &block.txs {
+        replay.apply_presigned(tx, block.timestamp_ms).unwrap();
+    }
+    block.state_root = replay.root();
+    let state = chain.state();
+
+    let only_good = |h: &dainet_ledger::hash::TxHash| *h == good.hash();
+    let err = check_next_presigned(state, &head, &block, Some(&only_good)).unwrap_err();
+    assert!(matches!(err, ChainError::Block(BlockFault::BadSignature { index: 1, .. })), "{err}");
+    let err = check_next(state, &head, &block).unwrap_err();
+    assert!(matches!(err, ChainError::Block(BlockFault::BadSignature { index: 1, .. })), "{err}");
+    let both = |h: &dainet_ledger::hash::TxHash| *h == good.hash() || *h == forged.hash();
+    let after = check_next_presigned(state, &head, &block, Some(&both)).unwrap();
+    assert_eq!(after.root(), block.state_root);
 }
