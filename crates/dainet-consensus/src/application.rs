@@ -14,11 +14,22 @@
 //!   answers; every validator answers requests for blocks it holds. So a block lost to a dropped
 //!   message is fetched, not waited for forever. Parked requests that consensus abandons (their
 //!   response channel closed) are dropped.
+//! - **Transaction gossip**: a transaction submitted here and new to the mempool is queued and
+//!   broadcast to every peer in a [`WireMessage::Transactions`] batch once the actor has drained
+//!   its mailbox — at most one flush per [`ApplicationConfig::gossip_interval`], split to fit the
+//!   message size — so whichever validator leads next can propose it. A validator puts gossiped
+//!   transactions in its mempool (signature checked once, stale nonces refused) without a
+//!   watcher and without gossiping them again: the validators are a full mesh. A duplicate is
+//!   ignored; it is safe for several mempools to hold one transaction, since a block is built
+//!   against its parent's state (a transaction an ancestor carries no longer applies) and
+//!   finality prunes what it included from every mempool. A watcher fires whichever leader's
+//!   block carries its transaction.
 //! - **Time**: proposals are stamped with the runtime clock ([`Clock::current`]), never below the
 //!   parent's time; verification reads no clock.
-//! - **Bad input**: a message that does not decode, or a block whose body does not match its
-//!   header, is dropped, logged (`tracing`, target `dainet_consensus`) and counted in [`Status`];
-//!   the actor never panics on peer input.
+//! - **Bad input**: a message that does not decode, a block whose body does not match its
+//!   header, or a gossiped transaction no honest peer would send (a bad signature), is dropped,
+//!   logged (`tracing`, target `dainet_consensus`) and counted in [`Status`]; the actor never
+//!   panics on peer input.
 //!
 //! Fault reports (conflicting votes) are counted per offender in [`Status::faults`]; turning them
 //! into ledger `Evidence` transactions is left to the node, which owns a signing identity.
@@ -40,6 +51,7 @@ use commonware_utils::ordered::Set;
 use dainet_ledger::chain::Chain;
 use dainet_ledger::hash::{BlockHash, TxHash};
 use dainet_ledger::identity::NodeId;
+use dainet_ledger::state::TxRejection;
 use dainet_ledger::store::BlockStore;
 use dainet_ledger::tx::Transaction;
 use tracing::{debug, error, warn};
@@ -48,7 +60,7 @@ use crate::core::{Core, Finality, Inserted, Proposed, Verdict};
 use crate::error::ConsensusError;
 use crate::mempool::{Inclusion, RejectReason, TxOutcome};
 use crate::types::{block_hash, node_id, payload, Activity, Payload, ProposalContext, PublicKey};
-use crate::wire::{WireMessage, MAX_WIRE_BYTES};
+use crate::wire::{gossipable, transaction_batches, WireMessage, MAX_WIRE_BYTES};
 
 /// Tuning of the application actor.
 #[derive(Clone, Debug)]
@@ -59,8 +71,13 @@ pub struct ApplicationConfig {
     pub max_cached_blocks: usize,
     /// How often to re-request a missing block from the peers.
     pub fetch_retry: Duration,
-    /// The largest message the block channel accepts; larger blocks are not sent.
+    /// The largest message the block channel accepts; larger blocks are not sent, and gossip is
+    /// split into batches no larger.
     pub max_message_bytes: usize,
+    /// Least time between two gossip flushes: transactions submitted meanwhile go out together,
+    /// so a validator sends each peer at most one gossip batch per interval (while batches fit a
+    /// message). Zero flushes whenever the mailbox is drained.
+    pub gossip_interval: Duration,
 }
 
 impl Default for ApplicationConfig {
@@ -70,6 +87,7 @@ impl Default for ApplicationConfig {
             max_cached_blocks: 1_024,
             fetch_retry: Duration::from_millis(100),
             max_message_bytes: MAX_WIRE_BYTES,
+            gossip_interval: Duration::from_millis(10),
         }
     }
 }
@@ -95,6 +113,10 @@ pub struct Status {
     pub requests_sent: u64,
     /// Blocks it sent in answer to requests.
     pub blocks_served: u64,
+    /// Transaction batches it gossiped.
+    pub gossip_sent: u64,
+    /// Gossiped transactions it put in its mempool (new to it).
+    pub gossip_received: u64,
     /// Fault proofs (conflicting votes) seen, per offender.
     pub faults: BTreeMap<NodeId, u64>,
     /// Finalized blocks that did not check against this validator's chain (must stay 0).
@@ -238,6 +260,9 @@ impl<B: BlockStore + Send + 'static> Reporter for Mailbox<B> {
     }
 }
 
+/// Most mailbox messages handled in a row before the network gets a turn.
+const MAX_DRAIN: usize = 1_024;
+
 /// A request waiting for a block's bytes.
 enum Parked {
     Propose { parent: BlockHash, response: oneshot::Sender<Payload> },
@@ -267,6 +292,10 @@ pub struct Application<B: BlockStore, S, R> {
     /// When each missing hash may next be requested.
     fetches: BTreeMap<BlockHash, SystemTime>,
     watchers: BTreeMap<TxHash, Vec<oneshot::Sender<TxOutcome>>>,
+    /// Encoded transactions submitted here, new to the mempool, not yet gossiped.
+    outbox: Vec<Vec<u8>>,
+    /// When gossip was last flushed.
+    last_gossip: Option<SystemTime>,
     status: StatusHandle,
 }
 
@@ -305,6 +334,8 @@ where
             finalizing: None,
             fetches: BTreeMap::new(),
             watchers: BTreeMap::new(),
+            outbox: Vec::new(),
+            last_gossip: None,
             status: status.clone(),
         };
         Ok((actor, Mailbox { sender: tx }, status))
@@ -319,24 +350,38 @@ where
         let tick = self.config.fetch_retry.max(Duration::from_millis(1));
         let mut next_tick = context.current() + tick;
         loop {
+            let wake = self.gossip_due().map_or(next_tick, |due| due.min(next_tick));
             select! {
                 message = self.mailbox.recv() => {
                     let Some(message) = message else { break };
-                    if let Message::Stop { response } = message {
-                        self.shutdown(response);
-                        return;
+                    // Handle what is already queued before flushing gossip, so transactions
+                    // submitted together leave in one batch.
+                    let mut next = Some(message);
+                    let mut handled = 0;
+                    while let Some(message) = next.take() {
+                        if let Message::Stop { response } = message {
+                            self.shutdown(response);
+                            return;
+                        }
+                        self.on_message(&context, message);
+                        handled += 1;
+                        if handled < MAX_DRAIN {
+                            next = self.mailbox.try_recv().ok();
+                        }
                     }
-                    self.on_message(&context, message);
                 },
                 received = self.receiver.recv() => {
                     let Ok((from, bytes)) = received else { break };
                     self.on_network(context.current(), from, bytes.as_ref());
                 },
-                _ = context.sleep_until(next_tick) => {
-                    self.fetch_missing(context.current());
-                    next_tick = context.current() + tick;
+                _ = context.sleep_until(wake) => {
+                    if context.current() >= next_tick {
+                        self.fetch_missing(context.current());
+                        next_tick = context.current() + tick;
+                    }
                 },
             }
+            self.flush_gossip(context.current());
         }
         self.fail_watchers();
     }
@@ -383,15 +428,21 @@ where
                     *self.status.lock().faults.entry(offender).or_insert(0) += 1;
                 }
             }
-            Message::Submit { tx, response } => match self.core.submit(tx) {
-                Ok((hash, _)) => {
-                    self.watchers.entry(hash).or_default().push(response);
-                    self.status.lock().mempool = self.core.mempool().len();
+            Message::Submit { tx, response } => {
+                let encoded = tx.encode();
+                match self.core.submit(tx) {
+                    Ok((hash, new)) => {
+                        if new {
+                            self.queue_gossip(hash, encoded);
+                        }
+                        self.watchers.entry(hash).or_default().push(response);
+                        self.status.lock().mempool = self.core.mempool().len();
+                    }
+                    Err(reason) => {
+                        let _ = response.send(TxOutcome::Rejected(reason));
+                    }
                 }
-                Err(reason) => {
-                    let _ = response.send(TxOutcome::Rejected(reason));
-                }
-            },
+            }
             Message::Stop { .. } => {}
         }
     }
@@ -513,6 +564,68 @@ where
                 Inserted::Malformed(reason) => self.reject_message(&from, reason),
                 Inserted::Known | Inserted::Stale | Inserted::Full => {}
             },
+            WireMessage::Transactions(txs) => self.on_gossip(&from, txs),
+        }
+    }
+
+    /// Put a peer's gossiped transactions in the mempool: no watcher, no gossip onward. Those no
+    /// honest peer sends (a bad signature, too large for a block) make the message a rejected one;
+    /// the rest of the batch still counts.
+    fn on_gossip(&mut self, from: &PublicKey, txs: Vec<Transaction>) {
+        let total = txs.len();
+        let (mut admitted, mut bad, mut first_bad) = (0u64, 0usize, None);
+        for tx in txs {
+            match self.core.submit(tx) {
+                Ok((_, new)) => admitted += u64::from(new),
+                Err(
+                    reason @ (RejectReason::Ledger(TxRejection::BadSignature { .. }) | RejectReason::TooLarge { .. }),
+                ) => {
+                    bad += 1;
+                    first_bad.get_or_insert(reason);
+                }
+                // Stale here (this validator finalized further than the peer had) or no room:
+                // not the peer's fault.
+                Err(reason) => debug!(target: "dainet_consensus", %reason, "gossiped transaction not admitted"),
+            }
+        }
+        {
+            let mut status = self.status.lock();
+            status.gossip_received += admitted;
+            status.mempool = self.core.mempool().len();
+        }
+        if let Some(reason) = first_bad {
+            self.reject_message(from, format!("bad gossiped transactions: bad={bad} batch={total} first={reason}"));
+        }
+    }
+
+    /// Queue a transaction submitted here for the next gossip flush, if peers can take it.
+    fn queue_gossip(&mut self, hash: TxHash, encoded: Vec<u8>) {
+        if gossipable(encoded.len(), self.config.max_message_bytes) {
+            self.outbox.push(encoded);
+        } else {
+            debug!(target: "dainet_consensus", tx = %hash, bytes = encoded.len(), "transaction too large to gossip");
+        }
+    }
+
+    /// When the outbox may be flushed next, if it holds anything.
+    fn gossip_due(&self) -> Option<SystemTime> {
+        if self.outbox.is_empty() {
+            return None;
+        }
+        Some(self.last_gossip.map_or(UNIX_EPOCH, |last| last + self.config.gossip_interval))
+    }
+
+    /// Broadcast the outbox in as few batches as fit a message, if it is due.
+    fn flush_gossip(&mut self, now: SystemTime) {
+        if self.gossip_due().is_none_or(|due| now < due) {
+            return;
+        }
+        let outbox = std::mem::take(&mut self.outbox);
+        self.last_gossip = Some(now);
+        for message in transaction_batches(outbox.iter().map(Vec::as_slice), self.config.max_message_bytes) {
+            if !self.sender.send(Recipients::All, message, false).is_empty() {
+                self.status.lock().gossip_sent += 1;
+            }
         }
     }
 

@@ -11,7 +11,9 @@
 //!   [`Verdict::Missing`] naming the first hash to fetch, never with a guess.
 //! - **verification** ([`Core::verify`]): deterministic and the same on every honest validator —
 //!   the block's `prev_hash` must be the parent consensus names, and the ledger's rules 1–6
-//!   ([`dainet_ledger::chain::check_next`]) must hold on that parent's state. No local clock.
+//!   ([`dainet_ledger::chain::check_next`]) must hold on that parent's state. No local clock. The
+//!   signature of a transaction already in the mempool (checked once, on entry) is not checked
+//!   again; that changes the cost, not the verdict.
 //! - **proposal** ([`Core::propose`]): the mempool's transactions that apply on the parent's state,
 //!   at the given time or the parent's, whichever is later (block times never decrease).
 //! - **finality** ([`Core::finalize`]): the finalized block and its unfinalized ancestors are
@@ -25,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dainet_ledger::block::Block;
-use dainet_ledger::chain::{check_next, Chain, Head};
+use dainet_ledger::chain::{check_next_presigned, Chain, Head};
 use dainet_ledger::hash::{BlockHash, TxHash};
 use dainet_ledger::state::{State, TxRejection};
 use dainet_ledger::store::BlockStore;
@@ -251,7 +253,13 @@ impl<B: BlockStore> Core<B> {
                 return Resolution::Missing(hash);
             };
             let checked = match self.head_state(&block.prev_hash) {
-                Some((head, state)) => check_next(state, &head, &block),
+                Some((head, state)) => {
+                    // A transaction in the mempool had its signature checked on entry; its hash
+                    // covers the signature, so the block's copy is that transaction. With
+                    // gossip most of a block is already in every mempool.
+                    let presigned = |hash: &TxHash| self.mempool.contains(hash);
+                    check_next_presigned(state, &head, &block, Some(&presigned))
+                }
                 None => return Resolution::Missing(block.prev_hash),
             };
             match checked {

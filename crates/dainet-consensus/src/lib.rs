@@ -14,8 +14,8 @@
 //! | [`types`] | the payload digest (a block hash) and consensus keys (a validator's ledger key) |
 //! | [`mempool`] | pending transactions, the block builder on any parent, eviction after finality |
 //! | [`core`] | the sans-IO application: ancestry, deterministic verification, finality |
-//! | [`application`] | the actor simplex talks to (`Automaton`, `Relay`, `Reporter`), block transport |
-//! | [`wire`] | the block channel's messages; decoding never panics |
+//! | [`application`] | the actor simplex talks to (`Automaton`, `Relay`, `Reporter`), block transport, transaction gossip |
+//! | [`wire`] | the block channel's messages (blocks, requests, transaction batches); decoding never panics |
 //! | [`validator`] | engine wiring, generic over the runtime and the p2p stack |
 //! | [`sim`] | `n` validators in a deterministic runtime behind blocking calls |
 //! | [`error`] | what can go wrong, with key=value context |
@@ -32,6 +32,10 @@
 //! - **Liveness** after the network stabilises with a quorum (`2f + 1`) of honest validators
 //!   connected: blocks keep being finalized and a transaction in a live validator's mempool that
 //!   stays valid is eventually included. Blocks lost in transit are fetched from peers.
+//! - **Gossip**: a transaction submitted to a validator and new to its mempool is broadcast to
+//!   every peer in a batch, so the next leader, whichever it is, can propose it. Mempools may
+//!   overlap freely: a block is built against its parent's state (a transaction an ancestor
+//!   carries no longer applies) and finality prunes what it included from every mempool.
 //! - **Determinism**: verification reads no clock and no randomness; on the deterministic
 //!   runtime the same seed and inputs give the same blocks.
 //!
@@ -40,7 +44,9 @@
 //! - No reconfiguration: the validators are the genesis's, for good.
 //! - No bound on how far ahead of real time a proposer may stamp a block (verification would
 //!   need a local clock for that, which is not deterministic); block times only never decrease.
-//! - No mempool gossip: a transaction is proposed only by the validator it was submitted to.
+//! - Gossip is one hop and best effort: a batch lost in transit is not resent (the submitting
+//!   validator still proposes the transaction on its own turn), and a validator that was down
+//!   does not learn what was gossiped meanwhile.
 //! - Fault proofs are counted per validator, not yet written to the ledger as `Evidence`.
 //!
 //! # Example

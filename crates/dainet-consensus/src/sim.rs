@@ -100,7 +100,10 @@ impl Committed {
 /// What [`SimulatedLedger::finish`] hands back.
 #[derive(Debug)]
 pub struct Finished {
-    /// The validator whose chain this is: the first one still running.
+    /// The validator whose chain this is: of those still running, the one that finalized the
+    /// most blocks (the first of them on a tie). A call may return as soon as the submitting
+    /// validator has finalized its transactions, before the others have, so the longest chain is
+    /// the one sure to hold every committed transaction.
     pub validator: usize,
     /// Its finalized chain, to persist (iterate [`Chain::block`] into another store).
     pub chain: Chain<MemStore>,
@@ -203,7 +206,7 @@ impl SimulatedLedger {
         self.call(Command::Now { reply }, rx)
     }
 
-    /// Stop the validators and return the first running validator's finalized chain, every
+    /// Stop the validators and return the longest finalized chain of a running validator, every
     /// validator's status, and whether they all agree.
     pub fn finish(mut self) -> Result<Finished, ConsensusError> {
         let (reply, rx) = std_mpsc::channel();
@@ -469,20 +472,18 @@ async fn finish(
     validators: Vec<Option<Validator<MemStore>>>,
     statuses: &[StatusHandle],
 ) -> Result<Finished, ConsensusError> {
-    let mut first = None;
+    let mut longest: Option<(usize, Chain<MemStore>)> = None;
     for (index, validator) in validators.into_iter().enumerate() {
         let Some(validator) = validator else { continue };
-        let chain = validator.stop().await;
-        if first.is_none() {
-            if let Some(chain) = chain {
-                first = Some((index, chain));
-            }
+        let Some(chain) = validator.stop().await else { continue };
+        if longest.as_ref().is_none_or(|(_, best)| chain.head().height > best.head().height) {
+            longest = Some((index, chain));
         }
     }
     let statuses: Vec<Status> = statuses.iter().map(StatusHandle::snapshot).collect();
     let agree = chains_agree(&statuses);
     let (validator, chain) =
-        first.ok_or(ConsensusError::Stopped { reason: "no validator was running at the end".into() })?;
+        longest.ok_or(ConsensusError::Stopped { reason: "no validator was running at the end".into() })?;
     Ok(Finished { validator, chain, statuses, agree })
 }
 

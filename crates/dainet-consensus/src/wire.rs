@@ -1,28 +1,40 @@
-//! The block relay's wire format: what validators send each other on the block channel.
+//! The block channel's wire format: what validators send each other besides votes.
 //!
-//! Consensus agrees on block *hashes*; the bytes travel here. Two messages, each one tag byte
-//! and a body:
+//! Consensus agrees on block *hashes*; the bytes travel here, and so do the transactions waiting
+//! for a block. Three messages, each one tag byte and a body:
 //!
 //! | tag | message | body |
 //! |---|---|---|
 //! | `0` | [`WireMessage::Block`] | [`Block::encode`] (its own version byte, then postcard) |
 //! | `1` | [`WireMessage::Request`] | the 32-byte block hash wanted |
+//! | `2` | [`WireMessage::Transactions`] | a count `n`, 1 to [`MAX_BATCH_TXS`], then `n` records: a length and [`Transaction::encode`] (both integers `u32`, little-endian) |
 //!
 //! A validator broadcasts the block it proposes; one that is asked to verify (or finalize) a
-//! hash whose bytes it lacks requests them from every peer until one answers. This module owns
-//! the encoding and the guarantee that [`WireMessage::decode`] never panics: any byte string
-//! from a peer is either a message or a [`WireError`] that says what was wrong.
+//! hash whose bytes it lacks requests them from every peer until one answers. A validator gossips
+//! the transactions submitted to it, in batches ([`transaction_batches`]), so that whichever
+//! validator leads next can propose them.
+//!
+//! This module owns the encoding and the guarantee that [`WireMessage::decode`] never panics and
+//! never allocates beyond its input: any byte string from a peer is either a message or a
+//! [`WireError`] that says what was wrong. No message is larger than [`MAX_WIRE_BYTES`].
 
 use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
 use dainet_ledger::codec::CodecError;
 use dainet_ledger::hash::{BlockHash, Digest};
+use dainet_ledger::tx::{Transaction, MAX_TX_BYTES};
 
 /// Tag of [`WireMessage::Block`].
 pub const TAG_BLOCK: u8 = 0;
 /// Tag of [`WireMessage::Request`].
 pub const TAG_REQUEST: u8 = 1;
+/// Tag of [`WireMessage::Transactions`].
+pub const TAG_TRANSACTIONS: u8 = 2;
 /// The largest message this module produces or accepts: a maximal block and its tag.
 pub const MAX_WIRE_BYTES: usize = MAX_BLOCK_BYTES + 1;
+/// Most transactions in one [`WireMessage::Transactions`].
+pub const MAX_BATCH_TXS: usize = 4_096;
+/// The count at the start of a batch, and the length prefix of each transaction in it.
+const U32_BYTES: usize = 4;
 
 /// A message on the block channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +43,10 @@ pub enum WireMessage {
     Block(Block),
     /// "Send me the block with this hash."
     Request(BlockHash),
+    /// Transactions waiting for a block, to put in the receiver's mempool. [`WireMessage::encode`]
+    /// writes whatever it is given; [`transaction_batches`] splits a longer list into messages
+    /// that [`WireMessage::decode`] accepts.
+    Transactions(Vec<Transaction>),
 }
 
 /// Why bytes from a peer are not a [`WireMessage`].
@@ -40,6 +56,14 @@ pub enum WireError {
     /// No bytes at all.
     #[error("empty message")]
     Empty,
+    /// The message is longer than any this module produces.
+    #[error("message too large: bytes={bytes} max={max}")]
+    TooLarge {
+        /// The message length.
+        bytes: usize,
+        /// [`MAX_WIRE_BYTES`].
+        max: usize,
+    },
     /// The first byte is no known tag.
     #[error("unknown message tag: tag={tag} bytes={bytes}")]
     UnknownTag {
@@ -62,6 +86,49 @@ pub enum WireError {
         /// What the block decoder said.
         reason: CodecError,
     },
+    /// A transaction batch is too short for its count.
+    #[error("transaction batch without a count: body_bytes={found} expected>=4")]
+    BatchHeader {
+        /// The body length found.
+        found: usize,
+    },
+    /// A transaction batch holds no transaction.
+    #[error("empty transaction batch")]
+    EmptyBatch,
+    /// A transaction batch announces more than [`MAX_BATCH_TXS`] transactions.
+    #[error("too many transactions in a batch: count={found} max={max}")]
+    BatchCount {
+        /// The count announced.
+        found: usize,
+        /// [`MAX_BATCH_TXS`].
+        max: usize,
+    },
+    /// A transaction batch ends inside a length prefix or inside the transaction it announces.
+    #[error("truncated transaction batch: index={index} needed={needed} left={left}")]
+    BatchTruncated {
+        /// The position of the transaction being read.
+        index: usize,
+        /// The bytes its prefix (or its prefix's announced length) needed.
+        needed: usize,
+        /// The bytes the body had left.
+        left: usize,
+    },
+    /// A transaction in a batch does not decode.
+    #[error("undecodable transaction in a batch: index={index} reason={reason}")]
+    Transaction {
+        /// Its position in the batch.
+        index: usize,
+        /// What the transaction decoder said.
+        reason: CodecError,
+    },
+    /// Bytes follow the last transaction a batch announced.
+    #[error("trailing bytes after a transaction batch: count={count} extra={extra}")]
+    BatchTrailing {
+        /// The count announced.
+        count: usize,
+        /// The bytes left over.
+        extra: usize,
+    },
 }
 
 impl WireMessage {
@@ -81,11 +148,22 @@ impl WireMessage {
                 out.extend_from_slice(hash.as_bytes());
                 out
             }
+            WireMessage::Transactions(txs) => {
+                let mut out = vec![TAG_TRANSACTIONS];
+                out.extend_from_slice(&u32_le(txs.len()));
+                for tx in txs {
+                    push_record(&mut out, &tx.encode());
+                }
+                out
+            }
         }
     }
 
     /// Parse [`WireMessage::encode`]'s output. Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<WireMessage, WireError> {
+        if bytes.len() > MAX_WIRE_BYTES {
+            return Err(WireError::TooLarge { bytes: bytes.len(), max: MAX_WIRE_BYTES });
+        }
         let (&tag, body) = bytes.split_first().ok_or(WireError::Empty)?;
         match tag {
             TAG_BLOCK => Block::decode(body)
@@ -95,9 +173,94 @@ impl WireMessage {
                 let hash: [u8; 32] = body.try_into().map_err(|_| WireError::RequestLength { found: body.len() })?;
                 Ok(WireMessage::Request(Digest(hash)))
             }
+            TAG_TRANSACTIONS => decode_transactions(body).map(WireMessage::Transactions),
             tag => Err(WireError::UnknownTag { tag, bytes: bytes.len() }),
         }
     }
+}
+
+/// `n` as a little-endian `u32` (saturating: no message holds more than `u32::MAX` of anything).
+fn u32_le(n: usize) -> [u8; U32_BYTES] {
+    u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+/// Split off a little-endian `u32`, if there are four bytes.
+fn read_u32(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let (n, rest) = bytes.split_first_chunk::<U32_BYTES>()?;
+    Some((usize::try_from(u32::from_le_bytes(*n)).unwrap_or(usize::MAX), rest))
+}
+
+/// Append one batch record: the length, then the encoded transaction.
+fn push_record(out: &mut Vec<u8>, encoded: &[u8]) {
+    out.extend_from_slice(&u32_le(encoded.len()));
+    out.extend_from_slice(encoded);
+}
+
+fn decode_transactions(body: &[u8]) -> Result<Vec<Transaction>, WireError> {
+    let (count, mut rest) = read_u32(body).ok_or(WireError::BatchHeader { found: body.len() })?;
+    if count == 0 {
+        return Err(WireError::EmptyBatch);
+    }
+    if count > MAX_BATCH_TXS {
+        return Err(WireError::BatchCount { found: count, max: MAX_BATCH_TXS });
+    }
+    let mut txs = Vec::new();
+    for index in 0..count {
+        let (len, after) =
+            read_u32(rest).ok_or(WireError::BatchTruncated { index, needed: U32_BYTES, left: rest.len() })?;
+        if len > after.len() {
+            return Err(WireError::BatchTruncated { index, needed: len, left: after.len() });
+        }
+        let (encoded, after) = after.split_at(len);
+        txs.push(Transaction::decode(encoded).map_err(|reason| WireError::Transaction { index, reason })?);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(WireError::BatchTrailing { count, extra: rest.len() });
+    }
+    Ok(txs)
+}
+
+/// Whether a transaction of `encoded_bytes` may be gossiped in messages of at most `max_bytes`:
+/// a peer's [`Transaction::decode`] accepts at most [`MAX_TX_BYTES`], and the record (its length
+/// prefix and its bytes) must fit in one message after the tag.
+pub fn gossipable(encoded_bytes: usize, max_bytes: usize) -> bool {
+    encoded_bytes <= MAX_TX_BYTES && 1 + 2 * U32_BYTES + encoded_bytes <= max_bytes.min(MAX_WIRE_BYTES)
+}
+
+/// Pack encoded transactions ([`Transaction::encode`]), in order, into as few
+/// [`WireMessage::Transactions`] messages as hold them, each at most `max_bytes` (and
+/// [`MAX_WIRE_BYTES`]) long and with at most [`MAX_BATCH_TXS`] transactions. A transaction that is
+/// not [`gossipable`] in such messages is left out. No transactions, no messages.
+pub fn transaction_batches<'a>(encoded: impl IntoIterator<Item = &'a [u8]>, max_bytes: usize) -> Vec<Vec<u8>> {
+    let max_bytes = max_bytes.min(MAX_WIRE_BYTES);
+    let start = || {
+        let mut message = vec![TAG_TRANSACTIONS];
+        message.extend_from_slice(&u32_le(0));
+        message
+    };
+    let finish = |mut message: Vec<u8>, count: usize| {
+        message[1..1 + U32_BYTES].copy_from_slice(&u32_le(count));
+        message
+    };
+    let mut messages = Vec::new();
+    let mut current = start();
+    let mut count = 0;
+    for tx in encoded {
+        if !gossipable(tx.len(), max_bytes) {
+            continue;
+        }
+        if count == MAX_BATCH_TXS || current.len() + U32_BYTES + tx.len() > max_bytes {
+            messages.push(finish(std::mem::replace(&mut current, start()), count));
+            count = 0;
+        }
+        push_record(&mut current, tx);
+        count += 1;
+    }
+    if count > 0 {
+        messages.push(finish(current, count));
+    }
+    messages
 }
 
 #[cfg(test)]
@@ -106,7 +269,7 @@ mod tests {
     use dainet_ledger::chain::genesis_block;
     use dainet_ledger::genesis::{Founder, Genesis};
     use dainet_ledger::identity::Keypair;
-    use dainet_ledger::tx::ChainId;
+    use dainet_ledger::tx::{ChainId, TxBody};
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
 
@@ -119,9 +282,22 @@ mod tests {
         })
     }
 
+    fn txs(count: u64) -> Vec<Transaction> {
+        let kp = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(5));
+        let chain = ChainId::from_name("wire");
+        (1..=count)
+            .map(|nonce| Transaction::sign(&kp, &chain, nonce, TxBody::Reward { node: kp.node_id(), amount: nonce }))
+            .collect()
+    }
+
     #[test]
     fn round_trips() {
-        for msg in [WireMessage::Block(block()), WireMessage::Request(Digest::of(b"x"))] {
+        for msg in [
+            WireMessage::Block(block()),
+            WireMessage::Request(Digest::of(b"x")),
+            WireMessage::Transactions(txs(1)),
+            WireMessage::Transactions(txs(7)),
+        ] {
             assert_eq!(WireMessage::decode(&msg.encode()).unwrap(), msg);
         }
     }
@@ -139,11 +315,110 @@ mod tests {
         for len in 0..512 {
             let mut bytes = vec![0u8; len];
             rng.fill_bytes(&mut bytes);
-            let _ = WireMessage::decode(&bytes);
-            if let Some(first) = bytes.first_mut() {
-                *first = TAG_BLOCK;
+            for tag in [None, Some(TAG_BLOCK), Some(TAG_TRANSACTIONS)] {
+                if let (Some(first), Some(tag)) = (bytes.first_mut(), tag) {
+                    *first = tag;
+                }
+                let _ = WireMessage::decode(&bytes);
             }
-            let _ = WireMessage::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn bad_transaction_batches_say_what_is_wrong() {
+        assert_eq!(WireMessage::decode(&[TAG_TRANSACTIONS, 1, 0]), Err(WireError::BatchHeader { found: 2 }));
+        assert_eq!(WireMessage::decode(&[TAG_TRANSACTIONS, 0, 0, 0, 0]), Err(WireError::EmptyBatch));
+        assert_eq!(WireMessage::decode(&WireMessage::Transactions(vec![]).encode()), Err(WireError::EmptyBatch));
+        let good = WireMessage::Transactions(txs(3)).encode();
+        // Tag, count, first length: the first transaction starts at byte 9.
+        let first_len = u32::from_le_bytes(good[5..9].try_into().unwrap()) as usize;
+        let second = 9 + first_len;
+        // Every cut, at a record boundary or not, is an error.
+        for len in 1..good.len() {
+            assert!(WireMessage::decode(&good[..len]).is_err(), "truncated to {len}");
+        }
+        assert_eq!(WireMessage::decode(&good[..7]), Err(WireError::BatchTruncated { index: 0, needed: 4, left: 2 }));
+        assert_eq!(
+            WireMessage::decode(&good[..12]),
+            Err(WireError::BatchTruncated { index: 0, needed: first_len, left: 3 })
+        );
+        assert_eq!(
+            WireMessage::decode(&good[..second]),
+            Err(WireError::BatchTruncated { index: 1, needed: 4, left: 0 })
+        );
+        assert!(matches!(
+            WireMessage::decode(&good[..good.len() - 1]),
+            Err(WireError::BatchTruncated { index: 2, .. })
+        ));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(WireMessage::decode(&trailing), Err(WireError::BatchTrailing { count: 3, extra: 1 }));
+        // A garbled byte in the second transaction (its version byte), a zero-length record.
+        let mut garbled = good.clone();
+        garbled[second + 4] ^= 0xff;
+        assert!(matches!(
+            WireMessage::decode(&garbled),
+            Err(WireError::Transaction { index: 1, reason: CodecError::Version { .. } })
+        ));
+        let mut empty_record = good[..second].to_vec();
+        empty_record.extend_from_slice(&0u32.to_le_bytes());
+        empty_record.extend_from_slice(&good[second..]);
+        assert!(matches!(
+            WireMessage::decode(&empty_record),
+            Err(WireError::Transaction { index: 1, reason: CodecError::Empty { .. } })
+        ));
+        // A length beyond everything; a count beyond the bound; a message beyond the size bound.
+        let mut huge = good[..5].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        huge.extend_from_slice(&[1; 16]);
+        assert_eq!(
+            WireMessage::decode(&huge),
+            Err(WireError::BatchTruncated { index: 0, needed: u32::MAX as usize, left: 16 })
+        );
+        let mut many = vec![TAG_TRANSACTIONS];
+        many.extend_from_slice(&u32_le(MAX_BATCH_TXS + 1));
+        many.extend_from_slice(&good[5..]);
+        assert_eq!(
+            WireMessage::decode(&many),
+            Err(WireError::BatchCount { found: MAX_BATCH_TXS + 1, max: MAX_BATCH_TXS })
+        );
+        let mut oversized = good;
+        oversized.resize(MAX_WIRE_BYTES + 1, 0);
+        assert_eq!(
+            WireMessage::decode(&oversized),
+            Err(WireError::TooLarge { bytes: MAX_WIRE_BYTES + 1, max: MAX_WIRE_BYTES })
+        );
+    }
+
+    #[test]
+    fn batches_split_by_size_and_count_and_keep_order() {
+        let all = txs(10);
+        let encoded: Vec<Vec<u8>> = all.iter().map(Transaction::encode).collect();
+        let record = U32_BYTES + encoded[0].len();
+        assert_eq!(transaction_batches(std::iter::empty(), MAX_WIRE_BYTES), Vec::<Vec<u8>>::new());
+        let one = transaction_batches(encoded.iter().map(Vec::as_slice), MAX_WIRE_BYTES);
+        assert_eq!(one.len(), 1);
+        assert_eq!(WireMessage::decode(&one[0]).unwrap(), WireMessage::Transactions(all.clone()));
+        // Room for three records per message: 10 transactions in 4 messages, none lost or reordered.
+        let max = 1 + U32_BYTES + 3 * record + record / 2;
+        let split = transaction_batches(encoded.iter().map(Vec::as_slice), max);
+        assert_eq!(split.len(), 4);
+        let mut back = Vec::new();
+        for message in &split {
+            assert!(message.len() <= max);
+            let Ok(WireMessage::Transactions(txs)) = WireMessage::decode(message) else { panic!() };
+            back.extend(txs);
+        }
+        assert_eq!(back, all);
+        // The count bound.
+        let many: Vec<&[u8]> = std::iter::repeat_n(encoded[0].as_slice(), MAX_BATCH_TXS + 1).collect();
+        let split = transaction_batches(many, MAX_WIRE_BYTES);
+        assert_eq!(split.len(), 2);
+        assert!(matches!(WireMessage::decode(&split[0]), Ok(WireMessage::Transactions(t)) if t.len() == MAX_BATCH_TXS));
+        // A message too small for any record holds none.
+        assert!(!gossipable(encoded[0].len(), record + U32_BYTES));
+        assert!(gossipable(encoded[0].len(), 1 + U32_BYTES + record));
+        assert!(transaction_batches(encoded.iter().map(Vec::as_slice), record + U32_BYTES).is_empty());
+        assert!(!gossipable(MAX_TX_BYTES + 1, MAX_WIRE_BYTES));
     }
 }

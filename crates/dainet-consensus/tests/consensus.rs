@@ -18,7 +18,7 @@ use commonware_utils::ordered::Set;
 use dainet_consensus::mempool::TxOutcome;
 use dainet_consensus::sim;
 use dainet_consensus::types::{consensus_key, namespace, node_id, Payload, PublicKey, Scheme};
-use dainet_consensus::wire::{WireMessage, TAG_BLOCK, TAG_REQUEST};
+use dainet_consensus::wire::{WireMessage, TAG_BLOCK, TAG_REQUEST, TAG_TRANSACTIONS};
 use dainet_ledger::hash::Digest;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -281,6 +281,50 @@ fn garbage_from_a_peer_is_rejected_and_counted() {
             assert_eq!(s.rejected_blocks, 0, "an honest block was rejected: {:?}", s.last_error);
             assert_eq!(s.finality_errors, 0);
         }
+    });
+}
+
+#[test]
+fn gossiped_transactions_are_proposed_and_forged_ones_are_counted() {
+    runner(23).start(|context| async move {
+        let net = Net::new(&context, 4, link(10, 2, 1.0)).await;
+        // Validator 3 runs no consensus (so it never proposes): it only gossips, once the three
+        // honest validators are finalizing — a batch with a forged signature, an undecodable
+        // batch, then the user's transactions with nonces 1 to 5 — and ignores what it hears.
+        let mut forged = common::rewards(&net.user, &net.genesis, 1, 1).remove(0);
+        forged.body = dainet_ledger::tx::TxBody::Reward { node: net.user.node_id(), amount: 1_000_000 };
+        let valid = common::rewards(&net.user, &net.genesis, 1, 5);
+        let channels = sim::register(&net.oracle, net.publics[3].clone()).await.unwrap();
+        let (mut sender, mut receiver) = channels.blocks;
+        let mut validators = Vec::new();
+        for i in 0..3 {
+            validators.push(net.start(&context, i).await);
+        }
+        let statuses: Vec<_> = validators.iter().map(|v| v.status().clone()).collect();
+        assert!(wait_until(&context, Duration::from_secs(20), || statuses.iter().all(|s| s.height() >= 3)).await);
+        sender.send(Recipients::All, WireMessage::Transactions(vec![valid[0].clone(), forged]).encode(), false);
+        sender.send(Recipients::All, vec![TAG_TRANSACTIONS, 2, 0, 0, 0, 9], false);
+        sender.send(Recipients::All, WireMessage::Transactions(valid).encode(), false);
+        context.child("listener").spawn(move |_| async move { while receiver.recv().await.is_ok() {} });
+
+        // Nonce 6, submitted to validator 1, can commit only once nonces 1 to 5 have: they were
+        // never submitted to an honest validator, only gossiped to them.
+        let six = validators[1].mailbox().submit(common::rewards(&net.user, &net.genesis, 6, 1).remove(0));
+        assert_all_committed(&outcomes(&context, vec![six], Duration::from_secs(20)).await);
+        let at = statuses[0].height();
+        assert!(wait_until(&context, Duration::from_secs(20), || statuses.iter().all(|s| s.height() >= at + 5)).await);
+
+        let snapshots: Vec<_> = statuses.iter().map(|s| s.snapshot()).collect();
+        assert_no_fork(&snapshots);
+        for (i, s) in snapshots.iter().enumerate() {
+            assert_eq!(s.rejected_messages, 2, "validator {i}: forged and undecodable batches: {:?}", s.last_error);
+            assert!(s.gossip_received >= 5, "validator {i} admitted {} gossiped transactions", s.gossip_received);
+            assert_eq!(s.rejected_blocks, 0, "{:?}", s.last_error);
+            assert_eq!(s.finality_errors, 0);
+        }
+        let chain = validators.swap_remove(0).stop().await.unwrap();
+        let balance = chain.state().balance(&net.user.node_id());
+        assert_eq!(balance, (1..=6).sum::<u64>(), "each valid reward once, the forged one never");
     });
 }
 

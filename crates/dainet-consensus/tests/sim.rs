@@ -138,3 +138,31 @@ fn bad_inputs_to_start_are_errors() {
     let err = SimulatedLedger::start(genesis, keys, config).err();
     assert!(matches!(err, Some(ConsensusError::Config { field: "success_rate", .. })), "{err:?}");
 }
+
+/// Transaction gossip: every submission goes through validator 0, yet it need not wait for
+/// validator 0's turn to lead, since every validator's mempool holds it. Without gossip this
+/// run finalizes 3.9 blocks per call (four leaders take turns); with it, 2.1.
+#[test]
+fn gossip_commits_a_submission_without_waiting_for_its_validators_turn() {
+    let (genesis, keys, user) = common::genesis(4);
+    let mut ledger = SimulatedLedger::start(genesis.clone(), keys, lossy(9)).unwrap();
+    let calls = 24;
+    for call in 0..calls {
+        let out = ledger.submit(0, common::rewards(&user, &genesis, 1 + call * 12, 12)).unwrap();
+        assert!(out.iter().all(|c| c.height().is_some()), "not committed: {out:?}");
+    }
+    let statuses = ledger.statuses().unwrap();
+    let per_call = statuses[0].height() as f64 / calls as f64;
+    assert!(per_call < 3.0, "blocks finalized per submit call: {per_call:.2}");
+    assert!(statuses[0].gossip_sent >= calls, "gossip batches sent: {}", statuses[0].gossip_sent);
+    for (i, s) in statuses.iter().enumerate().skip(1) {
+        assert!(s.gossip_received > 0, "validator {i} received no gossip");
+        assert_eq!(s.gossip_sent, 0, "validator {i} gossiped what it did not get from a client");
+        assert_eq!(s.rejected_messages, 0, "validator {i}: {:?}", s.last_error);
+        assert_eq!(s.rejected_blocks, 0, "validator {i}: {:?}", s.last_error);
+    }
+    let finished = ledger.finish().unwrap();
+    assert!(finished.agree);
+    let expected: u64 = (1..=calls * 12).sum();
+    assert_eq!(finished.chain.state().balance(&user.node_id()), expected, "every transaction applied once");
+}

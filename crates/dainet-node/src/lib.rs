@@ -32,15 +32,17 @@
 //!   [`node::start`] fails with an error naming the height and the problem and starts nothing.
 //! - **Peers cannot crash it with bytes.** Connections are authenticated against the genesis
 //!   validators and encrypted; a failed handshake closes the connection. Messages from
-//!   authenticated peers that do not decode, or blocks whose body does not match their header,
-//!   are dropped, logged (target `dainet_consensus`) and counted in the report.
+//!   authenticated peers that do not decode, blocks whose body does not match their header, or
+//!   gossiped transactions with a bad signature, are dropped, logged (target `dainet_consensus`)
+//!   and counted in the report.
+//! - **Transactions are gossiped.** A transaction submitted to a node is batched to every peer
+//!   (`dainet_consensus::wire::WireMessage::Transactions`), so whichever validator leads next
+//!   proposes it: its latency does not include waiting for the submitting node's turn to lead.
 //! - **Safety with up to `f` faulty validators of `n >= 3f + 1`** — simplex's guarantee; liveness
 //!   needs a quorum (`2f + 1`) connected.
 //!
 //! # What it does not
 //!
-//! - No transaction gossip: a transaction reaches a block only when the validator it was submitted
-//!   to leads a view (round-robin), so its latency includes waiting for that turn.
 //! - No reconfiguration: the validator set is the genesis's, for good.
 //! - No fast sync: a node that was down fetches the missing blocks one request at a time, and
 //!   replays every stored block at startup (O(chain)).
