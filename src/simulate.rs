@@ -9,13 +9,12 @@
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plan::{plan, Plan};
 use crate::plot::{line_chart, Series};
-use crate::record::{LedgerRecorder, VALIDATORS};
-use crate::run::{execute_tapped, RoundRecord, Start};
+use crate::record::{execute_recorded, LedgerTotals, VALIDATORS};
+use crate::run::{execute, LedgerEntry, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
-use dainet_protocol::round::Update;
-use dainet_sim::UpdateTap;
+use dainet_protocol::round::RoundOutcome;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -71,53 +70,37 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&c.out).with_context(|| format!("{}: cannot create the output folder", c.out.display()))?;
 
-    let mut recorder = match (c.ledger, c.secagg, &args.resume) {
-        (false, _, _) => None,
+    let record_ledger = match (c.ledger, c.secagg, &args.resume) {
+        (false, _, _) => false,
         (true, true, _) => {
             eprintln!(
                 "ledger: not recorded under --secagg (the coordinator never sees the individual updates the ledger \
                  commits to); pass --no-ledger to silence this"
             );
-            None
+            false
         }
         (true, false, Some(_)) => {
             eprintln!(
                 "ledger: not recorded for a resumed run (continuing the interrupted run's ledger is not supported yet); \
                  pass --no-ledger to silence this"
             );
-            None
+            false
         }
         (true, false, None) => {
-            let recorder = LedgerRecorder::start(&c.out.join("ledger"), &plan, &start.params)?;
             eprintln!("ledger: {VALIDATORS} simulated validators, recording to {}", c.out.join("ledger").display());
-            Some(recorder)
+            true
         }
     };
-    let tap = recorder.as_ref().map(|r| {
-        let received = r.received();
-        Box::new(move |round, client, update: &Update| received.borrow_mut().keep(round, client, update))
-            as UpdateTap<'_>
-    });
     let bar = ProgressBar::new(u64::from(c.rounds)).with_position(u64::from(first_round - 1));
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rounds, eta {eta}").expect("valid template"));
     let spec = plan.model.spec().clone();
     let fingerprint = c.fingerprint();
-    let final_params = execute_tapped(&plan, start, tap, |record, outcome| {
-        let mut record = record.clone();
-        if let Some(recorder) = recorder.as_mut() {
-            let metrics = [
-                ("accuracy", record.accuracy),
-                ("loss", record.loss),
-                ("train_loss", record.train_loss),
-                ("examples", record.examples as f64),
-            ];
-            let privacy = record.epsilon.map(|e| (e, c.dp_delta));
-            record.ledger = Some(recorder.record(outcome, &metrics, privacy)?);
-        }
+    let on_round = |record: &RoundRecord, outcome: &RoundOutcome| -> Result<()> {
+        let record = record.clone();
         bar.suspend(|| eprintln!("{}", round_line(&record, c.rounds)));
         bar.inc(1);
         history.rounds.push(record.clone());
-        if c.checkpoint_every > 0 && record.round % c.checkpoint_every == 0 {
+        if c.checkpoint_every > 0 && record.round.is_multiple_of(c.checkpoint_every) {
             let dir = c.out.join("checkpoints");
             std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
             let mut meta = BTreeMap::from([
@@ -136,11 +119,15 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             }
         }
         Ok(())
-    })?;
-    bar.finish_and_clear();
-    let ledger = match recorder {
-        Some(recorder) => Some(finish_ledger(recorder, &history)?),
-        None => None,
+    };
+    let (final_params, ledger) = if record_ledger {
+        let (last, entries, totals) = execute_recorded(&plan, start, &c.out.join("ledger"), on_round)?;
+        bar.finish_and_clear();
+        (last, Some(ledger_summary(entries, totals, &mut history)))
+    } else {
+        let last = execute(&plan, start, on_round)?;
+        bar.finish_and_clear();
+        (last, None)
     };
 
     let model_path = c.out.join("model.safetensors");
@@ -184,9 +171,6 @@ fn round_line(r: &RoundRecord, rounds: u32) -> String {
     if refused > 0 {
         line += &format!("  refused {refused}");
     }
-    if let Some(entry) = &r.ledger {
-        line += &format!("  block {}", entry.block);
-    }
     if let Some(why) = &r.not_aggregated_because {
         line += &format!("  NOT AGGREGATED: {why}");
     }
@@ -201,38 +185,49 @@ struct LedgerSummary {
     validators: usize,
     /// The last block's height.
     height: u64,
-    /// Wall seconds spent recording (blobs, signing, consensus, writing the store).
+    /// Wall seconds the recording thread worked beside training (blobs, signing, consensus,
+    /// writing the store).
     seconds: f64,
     /// Of which storing the update and model blobs (encoding, hashing, writing, syncing).
     blob_seconds: f64,
-    /// `seconds` over the rounds' time plus `seconds`.
+    /// Wall seconds the training loop waited for the ledger (start, hand-overs, the end).
+    blocking_seconds: f64,
+    /// `blocking_seconds` over the rounds' time plus `blocking_seconds`: what the ledger added
+    /// to the run's critical path. The CPU the recording thread takes from training shows in the
+    /// rounds' own time; `dainet bench ledger-share` measures the whole cost against
+    /// `--no-ledger`.
     share_of_round_time: f64,
-    /// The same without the blob storage: consensus, signing and the store only.
-    share_without_blobs: f64,
 }
 
-/// Stops the validators, writes the ledger and summarises what it cost.
-fn finish_ledger(recorder: LedgerRecorder, history: &History) -> Result<LedgerSummary> {
-    let totals = recorder.finish()?;
+/// Puts each round's ledger entry into `history` and summarises what the ledger cost.
+fn ledger_summary(
+    mut entries: BTreeMap<u32, LedgerEntry>,
+    totals: LedgerTotals,
+    history: &mut History,
+) -> LedgerSummary {
+    for record in &mut history.rounds {
+        record.ledger = entries.remove(&record.round);
+    }
     let rounds_s: f64 = history.rounds.iter().map(|r| r.wall_s).sum();
-    let share = |s: f64| if s + rounds_s > 0.0 { s / (s + rounds_s) } else { 0.0 };
+    let blocking = totals.blocking_seconds;
     let summary = LedgerSummary {
         dir: "ledger",
         validators: VALIDATORS,
         height: totals.height,
         seconds: totals.seconds,
         blob_seconds: totals.blob_seconds,
-        share_of_round_time: share(totals.seconds),
-        share_without_blobs: share(totals.seconds - totals.blob_seconds),
+        blocking_seconds: blocking,
+        share_of_round_time: if blocking + rounds_s > 0.0 { blocking / (blocking + rounds_s) } else { 0.0 },
     };
     eprintln!(
-        "ledger: {} blocks, {:.3} s: {:.1}% of the round time ({:.1}% without storing the blobs)",
+        "ledger: {} blocks; {:.3} s of recording beside training, of which {:.3} s made training wait \
+         ({:.1}% of the round time)",
         summary.height,
         summary.seconds,
+        summary.blocking_seconds,
         100.0 * summary.share_of_round_time,
-        100.0 * summary.share_without_blobs
     );
-    Ok(summary)
+    summary
 }
 
 /// The server-optimiser state file beside a checkpoint.

@@ -3,6 +3,7 @@
 mod aggregation;
 mod fedtask;
 mod ledger;
+mod ledger_share;
 mod robustness;
 mod secagg;
 
@@ -22,6 +23,8 @@ pub enum BenchCommand {
     Secagg(secagg::SecaggArgs),
     /// Ledger throughput and finality latency: validator processes on loopback under load.
     Ledger(ledger::LedgerArgs),
+    /// The ledger's share of a simulation's time: the same run with and without it.
+    LedgerShare(Box<ledger_share::LedgerShareArgs>),
 }
 
 /// Runs a benchmark.
@@ -32,6 +35,7 @@ pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
         BenchCommand::Aggregation(args) => aggregation::aggregation(args),
         BenchCommand::Secagg(args) => secagg::secagg(args),
         BenchCommand::Ledger(args) => ledger::ledger(args),
+        BenchCommand::LedgerShare(args) => ledger_share::ledger_share(*args),
     }
 }
 

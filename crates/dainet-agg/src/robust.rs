@@ -179,8 +179,9 @@ pub fn trimmed_mean(updates: &[&[f32]], beta: f64) -> Result<Vec<f32>, Aggregati
     }))
 }
 
-/// `Σ_j (a_j − b_j)²` in `f64`, in a fixed order (four interleaved partial sums).
-fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+/// `Σ_j (a_j − b_j)²` in `f64`, in a fixed order (four interleaved partial sums). `a` and `b`
+/// must have the same length (the longer one's extra values are ignored).
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     let mut acc = [0.0f64; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
     let tail: f64 = ca
