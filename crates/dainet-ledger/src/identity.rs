@@ -80,11 +80,36 @@ impl NodeId {
 
     /// Check that `signature` is this node's strict ed25519 signature over `message`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), IdentityError> {
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| IdentityError::InvalidPublicKey { node: *self })?;
+        let key = self.verifying_key()?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         key.verify_strict(message, &sig).map_err(|_| IdentityError::BadSignature { node: *self })
     }
+
+    /// The decompressed public key. Decompressing costs about a third of a verification, and a
+    /// ledger checks the same few signers' signatures over and over, so each thread keeps the
+    /// last [`KEY_CACHE`] keys it decompressed (a cache: the answer is the same either way).
+    fn verifying_key(&self) -> Result<VerifyingKey, IdentityError> {
+        thread_local! {
+            static KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
+                std::cell::RefCell::default();
+        }
+        if let Some(key) = KEYS.with(|keys| keys.borrow().get(&self.0).copied()) {
+            return Ok(key);
+        }
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| IdentityError::InvalidPublicKey { node: *self })?;
+        KEYS.with(|keys| {
+            let mut keys = keys.borrow_mut();
+            if keys.len() >= KEY_CACHE {
+                keys.clear();
+            }
+            keys.insert(self.0, key);
+        });
+        Ok(key)
+    }
 }
+
+/// Decompressed public keys each thread keeps (see [`NodeId::verify`]): 32 + 160 bytes each.
+const KEY_CACHE: usize = 4096;
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
