@@ -384,6 +384,11 @@ impl<B: BlockStore> Core<B> {
         self.chain.store().block(height).ok().flatten()
     }
 
+    /// The time of block `hash`, if it is the finalized tip or a checked block.
+    pub fn block_time(&self, hash: &BlockHash) -> Option<u64> {
+        self.head_state(hash).map(|(head, _)| head.timestamp_ms)
+    }
+
     /// The block with this hash, if cached or checked (not finalized).
     pub fn pending_block(&self, hash: &BlockHash) -> Option<&Block> {
         self.checked.get(hash).map(|c| &c.block).or_else(|| self.cache.get(hash))

@@ -118,6 +118,7 @@ enum Command {
     Crash { validator: usize, reply: std_mpsc::Sender<Result<(), ConsensusError>> },
     Status { reply: std_mpsc::Sender<Vec<Status>> },
     Now { reply: std_mpsc::Sender<u64> },
+    Idle { ms: u64, reply: std_mpsc::Sender<()> },
     Finish { reply: std_mpsc::Sender<Result<Finished, ConsensusError>> },
 }
 
@@ -204,6 +205,13 @@ impl SimulatedLedger {
     pub fn now_ms(&mut self) -> Result<u64, ConsensusError> {
         let (reply, rx) = std_mpsc::channel();
         self.call(Command::Now { reply }, rx)
+    }
+
+    /// Let `ms` of virtual time pass with nothing submitted: the validators keep running
+    /// (finalizing empty blocks at their pace, catching up, timing out views).
+    pub fn idle(&mut self, ms: u64) -> Result<(), ConsensusError> {
+        let (reply, rx) = std_mpsc::channel();
+        self.call(Command::Idle { ms, reply }, rx)
     }
 
     /// Stop the validators and return the longest finalized chain of a running validator, every
@@ -312,6 +320,10 @@ async fn drive(
             Command::Now { reply } => {
                 let now = context.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
                 let _ = reply.send(now);
+            }
+            Command::Idle { ms, reply } => {
+                context.sleep(Duration::from_millis(ms)).await;
+                let _ = reply.send(());
             }
             Command::Finish { reply } => {
                 let _ = reply.send(finish(validators, &statuses).await);

@@ -166,3 +166,32 @@ fn gossip_commits_a_submission_without_waiting_for_its_validators_turn() {
     let expected: u64 = (1..=calls * 12).sum();
     assert_eq!(finished.chain.state().balance(&user.node_id()), expected, "every transaction applied once");
 }
+
+/// An idle ledger grows about one empty block per `empty_block_interval` instead of one per vote
+/// round trip, and a submission still goes into the next block at once.
+#[test]
+fn idle_validators_pace_empty_blocks_and_submissions_are_not_delayed() {
+    let height_after_idle = |interval_ms: u64| {
+        let (genesis, keys, user) = common::genesis(4);
+        let mut config = SimulatedLedgerConfig { seed: 3, ..Default::default() };
+        config.application.empty_block_interval = std::time::Duration::from_millis(interval_ms);
+        let mut ledger = SimulatedLedger::start(genesis.clone(), keys, config).unwrap();
+        ledger.submit(0, common::rewards(&user, &genesis, 1, 1)).unwrap();
+        let start = ledger.statuses().unwrap()[0].height();
+        ledger.idle(10_000).unwrap();
+        let grown = ledger.statuses().unwrap()[0].height() - start;
+        // A submission into a ledger that is holding back an empty proposal commits in far less
+        // than the interval.
+        let before = ledger.now_ms().unwrap();
+        let committed = ledger.submit(1, common::rewards(&user, &genesis, 2, 1)).unwrap();
+        assert!(committed[0].height().is_some(), "{committed:?}");
+        let waited = ledger.now_ms().unwrap() - before;
+        assert!(ledger.finish().unwrap().agree);
+        (grown, waited)
+    };
+    let (paced, waited) = height_after_idle(500);
+    assert!((10..=25).contains(&paced), "10 s idle at one empty block per 500 ms grew {paced}");
+    assert!(waited < 250, "a submission waited {waited} ms of virtual time");
+    let (unpaced, _) = height_after_idle(0);
+    assert!(unpaced > 5 * paced, "without pacing 10 s idle grew {unpaced}, with it {paced}");
+}
