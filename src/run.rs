@@ -61,8 +61,13 @@ pub struct LedgerEntry {
     pub txs: usize,
     /// blake3 of the aggregate model file, if the round aggregated.
     pub aggregate_hash: Option<String>,
-    /// Wall seconds the ledger took for this round (blobs, signing, consensus).
+    /// Wall seconds the recording thread spent on this round (blobs, signing, consensus),
+    /// beside the next round's training.
     pub ledger_s: f64,
+    /// Virtual milliseconds from handing the round's transactions to the simulated validators
+    /// (10 ms links) to their finality: how long the round takes to be on the ledger.
+    #[serde(default)]
+    pub finality_ms: u64,
 }
 
 /// Where a run starts: θ_{first_round − 1} and, when resuming, the strategy's state.

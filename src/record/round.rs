@@ -135,7 +135,8 @@ impl RoundLedger {
         let mut sampled: Vec<ClientId> = contributors.iter().chain(&missing).copied().collect();
         sampled.sort_unstable();
         let participants: Vec<NodeId> = sampled.iter().map(|&k| self.device(k)).collect::<Result<_>>()?;
-        let deadline_ms = self.ledger.now_ms()?.saturating_add(self.settings.deadline_slack_ms);
+        let submitted_ms = self.ledger.now_ms()?;
+        let deadline_ms = submitted_ms.saturating_add(self.settings.deadline_slack_ms);
         let mut txs = vec![self.sign(
             coordinator,
             TxBody::OpenRound {
@@ -193,6 +194,7 @@ impl RoundLedger {
         }
         let count = txs.len();
         let heights = self.submit(coordinator, txs).with_context(|| format!("recording round {r}"))?;
+        let finality_ms = self.ledger.now_ms()?.saturating_sub(submitted_ms);
         self.previous = params;
         let elapsed = started.elapsed().as_secs_f64();
         self.total_s += elapsed;
@@ -202,6 +204,7 @@ impl RoundLedger {
             txs: count,
             aggregate_hash: aggregate_hash.map(|h| h.to_hex()),
             ledger_s: elapsed,
+            finality_ms,
         })
     }
 
