@@ -52,6 +52,7 @@ fn fifty_rounds_are_recorded_and_every_commitment_verifies() {
             assert_eq!(Digest::of(&bytes), update.update_hash);
             updates += 1;
         }
+        assert!(r["ledger"]["finality_ms"].as_u64().unwrap() > 0, "round {}: {}", i + 1, r["ledger"]);
         let block = r["ledger"]["block"].as_u64().unwrap();
         let holds_aggregate = chain
             .block(block)
@@ -88,7 +89,14 @@ fn fifty_rounds_are_recorded_and_every_commitment_verifies() {
 fn the_same_seed_gives_the_same_ledger_and_no_ledger_writes_none() {
     let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     simulate(a.path(), "3", &[]);
-    simulate(b.path(), "3", &[]);
+    // The ledger is recorded beside training: with one training thread instead of two, the
+    // threads interleave differently, and the ledger must not change.
+    let one_thread = std::process::Command::new(env!("CARGO_BIN_EXE_dainet"))
+        .args(["simulate", "--out", s(b.path()), "--rounds", "3"])
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(one_thread.status.success(), "{}", String::from_utf8_lossy(&one_thread.stderr));
     let export = |d: &Path| {
         let o = dainet(&["ledger", "export", s(&d.join("ledger")), "--json"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -117,4 +125,26 @@ fn a_ledger_folder_that_is_not_a_ledger_is_never_replaced() {
     simulate(dir.path(), "1", &[]);
     simulate(dir.path(), "2", &[]);
     assert!(dainet(&["ledger", "verify", s(&dir.path().join("ledger"))]).status.success());
+}
+
+/// `dainet bench ledger-share` runs the same simulation with and without the ledger and prints
+/// one JSON line; both variants must end at the same accuracy (the ledger never changes
+/// training). Only the shape is checked here: timings belong to the benchmark, not to tests.
+#[test]
+fn bench_ledger_share_prints_both_variants_in_one_json_line() {
+    let out = dainet(&["bench", "ledger-share", "--repeat", "2", "--rounds", "2", "--clients", "20"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["bench"], "ledger-share");
+    assert_eq!(line["with_s"].as_array().unwrap().len(), 2);
+    assert_eq!(line["without_s"].as_array().unwrap().len(), 2);
+    assert!(line["share"].as_f64().unwrap().is_finite(), "{line}");
+    assert!(line["blocks"].as_u64().unwrap() >= 2, "{line}");
+    assert!(line["final_accuracy"].as_f64().unwrap() > 0.1, "{line}");
+    // Secure aggregation is not recorded, so it cannot be compared: refused with the reason.
+    let out = dainet(&["bench", "ledger-share", "--rounds", "1", "--secagg", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not record --secagg runs"));
 }

@@ -7,7 +7,7 @@
 //! wall times, their medians, and `share` = (median with − median without) / median with: the
 //! ledger's share of the run's time.
 
-use super::loadavg;
+use super::{loadavg, median};
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plan::plan;
 use crate::record::execute_recorded;
@@ -27,15 +27,6 @@ pub struct LedgerShareArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub flags: ConfigPatch,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Runs the comparison and prints its JSON line on stdout.

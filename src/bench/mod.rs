@@ -39,6 +39,16 @@ pub fn bench(command: BenchCommand, process_start: Instant) -> Result<()> {
     }
 }
 
+/// The median of `v` (NaN when empty), the statistic benchmarks report over repeated runs.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The 1, 5 and 15 minute load averages, to say whether the machine was busy.
 fn loadavg() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

@@ -8,6 +8,7 @@
 //!    threshold k/2 + 1, unit weights. Clients run one after another on one thread, each
 //!    timed, so the per-client cost is measured directly; the server's time is what remains.
 
+use super::median;
 use crate::config::RunConfig;
 use crate::plan::plan;
 use crate::run::{execute, Start};
@@ -32,15 +33,6 @@ pub struct SecaggArgs {
     /// Input length of the scaling measurement.
     #[arg(long, default_value_t = 1000)]
     pub dimension: usize,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Median round wall time of a run of `rounds` rounds with every client each round.
