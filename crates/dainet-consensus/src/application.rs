@@ -24,6 +24,11 @@
 //!   against its parent's state (a transaction an ancestor carries no longer applies) and
 //!   finality prunes what it included from every mempool. A watcher fires whichever leader's
 //!   block carries its transaction.
+//! - **Pacing**: asked to propose a block that would carry no transaction sooner than
+//!   [`ApplicationConfig::empty_block_interval`] after its parent, the actor holds the request
+//!   and answers it when a transaction enters the mempool or the interval is up (a newer request
+//!   replaces it: consensus has moved on). An idle ledger adds a block per interval, not one per
+//!   vote round trip; a submission is proposed at once.
 //! - **Time**: proposals are stamped with the runtime clock ([`Clock::current`]), never below the
 //!   parent's time; verification reads no clock.
 //! - **Bad input**: a message that does not decode, a block whose body does not match its
