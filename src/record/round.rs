@@ -1,16 +1,12 @@
 //! The recording thread's side: turning each closed round into signed transactions, having the
 //! simulated validators finalize them, and writing the result into the run's ledger folder.
 //!
-//! What is recorded, per round `r` with coordinator member `(r − 1) mod V` (the validators take
-//! turns, so every one of them signs and proposes):
-//! - `OpenRound` naming the sampled clients (each a device of member `k mod V`, registered once
-//!   at the start);
-//! - a `CommitUpdate` per update folded into the aggregate: the blake3 of the update as a model
-//!   file (the client's θ_k, stored in `ledger/blobs/`), its example count and the L2 norm of
-//!   θ_k − θ_{r−1};
-//! - `CommitAggregate` with the blake3 of θ_r as a model file (stored too) and the round's test
-//!   accuracy, test loss, training loss and example count;
-//! - `PrivacySpend` (ε, δ so far) when differential privacy is on.
+//! Per round `r`, the coordinator is member `(r − 1) mod V` (the validators take turns, so every
+//! one of them signs and proposes); each client is a device of member `k mod V`, registered once
+//! at the start. The transactions are [`RoundCommitments::transactions`] (open, a commitment per update
+//! folded into the aggregate, the aggregate with the round's test accuracy, test loss, training
+//! loss and example count, the privacy spent under DP). The blobs they name are the client's θ_k
+//! and θ_r as model files, stored in `ledger/blobs/`; an update's norm is that of θ_k − θ_{r−1}.
 //!
 //! Keys, genesis and device ids derive from the task seed, so the same run gives the same ledger
 //! bytes. They are simulation keys: anyone who knows the seed can sign with them.
@@ -27,6 +23,7 @@ use dainet_ledger::chain::Chain;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::{Keypair, NodeId};
+use dainet_ledger::round_record::{RoundCommitments, UpdateCommitment};
 use dainet_ledger::store::RedbStore;
 use dainet_ledger::tx::{ChainId, Metric, Transaction, TxBody};
 use dainet_ml::model_file::model_bytes;
@@ -136,18 +133,7 @@ impl RoundLedger {
         sampled.sort_unstable();
         let participants: Vec<NodeId> = sampled.iter().map(|&k| self.device(k)).collect::<Result<_>>()?;
         let submitted_ms = self.ledger.now_ms()?;
-        let deadline_ms = submitted_ms.saturating_add(self.settings.deadline_slack_ms);
-        let mut txs = vec![self.sign(
-            coordinator,
-            TxBody::OpenRound {
-                round: u64::from(r),
-                task: self.settings.task.clone(),
-                participants,
-                strategy: self.settings.strategy.clone(),
-                deadline_ms,
-            },
-        )];
-        let mut committed = Vec::new();
+        let mut commitments = Vec::with_capacity(contributors.len());
         for &k in &contributors {
             let Some((values, examples)) = updates.remove(&k) else {
                 bail!("round {r}: client {k} contributed an update the ledger recorder never saw (a bug)");
@@ -159,15 +145,10 @@ impl RoundLedger {
                 ("dainet.client".to_string(), k.0.to_string()),
             ]);
             let update_hash = self.put_model(&update, meta)?;
-            let node = self.device(k)?;
-            committed.push(node);
-            txs.push(self.sign(
-                coordinator,
-                TxBody::CommitUpdate { round: u64::from(r), node, update_hash, examples, norm_bits: norm.to_bits() },
-            ));
+            commitments.push(UpdateCommitment { node: self.device(k)?, update_hash, examples, norm });
         }
-        let mut aggregate_hash = None;
-        if aggregated && !committed.is_empty() {
+        let mut aggregate = None;
+        if aggregated && !commitments.is_empty() {
             // The same metadata as the run's final `model.safetensors`, so that file's blake3 is
             // the last aggregate's hash.
             let meta = BTreeMap::from([
@@ -175,23 +156,22 @@ impl RoundLedger {
                 ("dainet.config_fingerprint".to_string(), self.settings.fingerprint.clone()),
             ]);
             let hash = self.put_model(&params, meta)?;
-            aggregate_hash = Some(hash);
             let metrics = metrics.iter().filter(|(_, v)| v.is_finite()).map(|(n, v)| Metric::new(n, *v)).collect();
-            txs.push(self.sign(
-                coordinator,
-                TxBody::CommitAggregate { round: u64::from(r), aggregate_hash: hash, participants: committed, metrics },
-            ));
+            aggregate = Some((hash, metrics));
         }
-        if let Some((epsilon, delta)) = privacy {
-            txs.push(self.sign(
-                coordinator,
-                TxBody::PrivacySpend {
-                    round: u64::from(r),
-                    epsilon_bits: epsilon.to_bits(),
-                    delta_bits: delta.to_bits(),
-                },
-            ));
-        }
+        let aggregate_hash = aggregate.as_ref().map(|(hash, _)| *hash);
+        let record = RoundCommitments {
+            round: u64::from(r),
+            task: self.settings.task.clone(),
+            strategy: self.settings.strategy.clone(),
+            deadline_ms: submitted_ms.saturating_add(self.settings.deadline_slack_ms),
+            participants,
+            updates: commitments,
+            aggregate,
+            privacy,
+        };
+        let txs = record.transactions(&self.members[coordinator], &self.chain_id, self.nonces[coordinator] + 1);
+        self.nonces[coordinator] += txs.len() as u64;
         let count = txs.len();
         let heights = self.submit(coordinator, txs).with_context(|| format!("recording round {r}"))?;
         let finality_ms = self.ledger.now_ms()?.saturating_sub(submitted_ms);

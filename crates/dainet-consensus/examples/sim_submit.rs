@@ -13,26 +13,17 @@
 use std::time::Instant;
 
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
-use dainet_ledger::genesis::{Founder, Genesis};
-use dainet_ledger::identity::Keypair;
-use dainet_ledger::tx::{ChainId, Transaction, TxBody};
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+
+// The integration tests' genesis and transaction fixtures, the same ones.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const CALLS: u64 = 50;
 const TXS: u64 = 12;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for down in [vec![], vec![3]] {
-        let keys: Vec<Keypair> = (0..4).map(|i| Keypair::generate(&mut ChaCha20Rng::seed_from_u64(i))).collect();
-        let user = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(99));
-        let mut founders: Vec<Founder> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
-            .collect();
-        founders.push(Founder { id: user.node_id(), name: "user".into(), validator: false });
-        let genesis = Genesis { chain_id: ChainId::from_name("bench"), timestamp_ms: 0, founders };
+        let (genesis, keys, user) = common::genesis(4);
         let config = SimulatedLedgerConfig {
             seed: 1,
             latency_ms: 20,
@@ -47,17 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start_height = ledger.statuses()?[live[0]].height();
         let mut walls = Vec::new();
         for call in 0..CALLS {
-            let txs: Vec<Transaction> = (0..TXS)
-                .map(|i| {
-                    let nonce = 1 + call * TXS + i;
-                    Transaction::sign(
-                        &user,
-                        &genesis.chain_id,
-                        nonce,
-                        TxBody::Reward { node: user.node_id(), amount: 1 },
-                    )
-                })
-                .collect();
+            let txs = common::rewards(&user, &genesis, 1 + call * TXS, TXS);
             let started = Instant::now();
             let out = ledger.submit(live[call as usize % live.len()], txs)?;
             walls.push(started.elapsed().as_secs_f64() * 1e3);

@@ -57,6 +57,23 @@ pub enum ChainError {
     /// The stored genesis does not decode.
     #[error("undecodable genesis: {0}")]
     UndecodableGenesis(CodecError),
+    /// The stored blocks are missing, undecodable or out of step with the tip (the first
+    /// such fault found).
+    #[error(transparent)]
+    Stored(#[from] StoreFault),
+    /// The stored block 0 is not the one the genesis defines.
+    #[error("block 0 does not match the genesis")]
+    GenesisBlockMismatch,
+    /// The block breaks one of the rules 1–6 (the first one found).
+    #[error(transparent)]
+    Block(#[from] BlockFault),
+}
+
+/// What can be wrong with how a chain's blocks are stored, as opposed to what a block says
+/// ([`BlockFault`]). Opening a chain stops at the first; [`crate::verify`] lists them all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreFault {
     /// A stored block does not decode.
     #[error("undecodable block: height={height} reason={source}")]
     UndecodableBlock {
@@ -65,18 +82,12 @@ pub enum ChainError {
         /// What the decoder said.
         source: CodecError,
     },
-    /// A block below the tip is missing from the store.
+    /// A height up to the tip has no block.
     #[error("missing block: height={height}")]
     MissingBlock {
         /// The height.
         height: u64,
     },
-    /// The stored block 0 is not the one the genesis defines.
-    #[error("block 0 does not match the genesis")]
-    GenesisBlockMismatch,
-    /// The block breaks one of the rules 1–6 (the first one found).
-    #[error(transparent)]
-    Block(#[from] BlockFault),
     /// The store's tip does not name the last block.
     #[error("tip mismatch: height={height} stored={stored} computed={computed}")]
     TipMismatch {
@@ -411,7 +422,11 @@ impl<S: BlockStore> Chain<S> {
             head = Head::of(&block);
         }
         if head.hash != tip.hash {
-            return Err(ChainError::TipMismatch { height: tip.height, stored: tip.hash, computed: head.hash });
+            return Err(ChainError::Stored(StoreFault::TipMismatch {
+                height: tip.height,
+                stored: tip.hash,
+                computed: head.hash,
+            }));
         }
         Ok(Chain { store, genesis, state, head })
     }
@@ -535,9 +550,9 @@ impl<S: BlockStore> Chain<S> {
     /// The stored block at `height`, decoded.
     pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
         match self.store.block(height)? {
-            Some(bytes) => {
-                Block::decode(&bytes).map(Some).map_err(|source| ChainError::UndecodableBlock { height, source })
-            }
+            Some(bytes) => Block::decode(&bytes)
+                .map(Some)
+                .map_err(|source| ChainError::Stored(StoreFault::UndecodableBlock { height, source })),
             None => Ok(None),
         }
     }
@@ -569,6 +584,6 @@ impl<S: BlockStore> Chain<S> {
 }
 
 fn load<S: BlockStore + ?Sized>(store: &S, height: u64) -> Result<Block, ChainError> {
-    let bytes = store.block(height)?.ok_or(ChainError::MissingBlock { height })?;
-    Block::decode(&bytes).map_err(|source| ChainError::UndecodableBlock { height, source })
+    let bytes = store.block(height)?.ok_or(ChainError::Stored(StoreFault::MissingBlock { height }))?;
+    Block::decode(&bytes).map_err(|source| ChainError::Stored(StoreFault::UndecodableBlock { height, source }))
 }

@@ -32,10 +32,10 @@ use std::ops::ControlFlow;
 
 use crate::blob::BlobStore;
 use crate::block::Block;
-use crate::chain::{check_block, genesis_block, BlockContext, BlockFault, Head};
+use crate::chain::{check_block, genesis_block, BlockContext, BlockFault, Head, StoreFault};
 use crate::codec::CodecError;
 use crate::genesis::{Genesis, GenesisError};
-use crate::hash::{BlockHash, Digest};
+use crate::hash::Digest;
 use crate::state::State;
 use crate::store::{BlockStore, Tip};
 
@@ -63,20 +63,10 @@ pub enum Finding {
     /// The store records no tip.
     #[error("no tip in store")]
     NoTip,
-    /// A height up to the tip has no block.
-    #[error("missing block: height={height}")]
-    MissingBlock {
-        /// The height.
-        height: u64,
-    },
-    /// A stored block does not decode.
-    #[error("undecodable block: height={height} reason={source}")]
-    UndecodableBlock {
-        /// The height it is stored at.
-        height: u64,
-        /// What the decoder said.
-        source: CodecError,
-    },
+    /// A block missing or undecodable at a height up to the tip, or a tip that does not name
+    /// the last block.
+    #[error(transparent)]
+    Stored(#[from] StoreFault),
     /// A block is stored above the tip.
     #[error("block beyond tip: height={height} tip={tip}")]
     BeyondTip {
@@ -94,16 +84,6 @@ pub enum Finding {
     /// A block breaks one of the chain's rules 1–6 ([`crate::chain::BlockFault`]).
     #[error(transparent)]
     Block(#[from] BlockFault),
-    /// The store's tip does not name the last block.
-    #[error("tip mismatch: height={height} stored={stored} computed={computed}")]
-    TipMismatch {
-        /// The tip's height.
-        height: u64,
-        /// The hash the store records.
-        stored: BlockHash,
-        /// The hash of the block at that height.
-        computed: BlockHash,
-    },
     /// A referenced blob is not in the blob store.
     #[error("missing blob: height={height} index={index} hash={hash}")]
     MissingBlob {
@@ -236,7 +216,11 @@ pub fn verify<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(store: &S, blobs: &
     let mut report = walk.report;
     if let (Some(tip), Some(parent)) = (tip, walk.parent) {
         if parent.height == tip.height && parent.hash != tip.hash {
-            report.findings.push(Finding::TipMismatch { height: tip.height, stored: tip.hash, computed: parent.hash });
+            report.findings.push(Finding::Stored(StoreFault::TipMismatch {
+                height: tip.height,
+                stored: tip.hash,
+                computed: parent.hash,
+            }));
         }
     }
     report
@@ -284,12 +268,12 @@ impl Walk {
             Ok(Some(bytes)) => match Block::decode(&bytes) {
                 Ok(b) => Some(b),
                 Err(source) => {
-                    self.report.findings.push(Finding::UndecodableBlock { height, source });
+                    self.report.findings.push(Finding::Stored(StoreFault::UndecodableBlock { height, source }));
                     None
                 }
             },
             Ok(None) => {
-                self.report.findings.push(Finding::MissingBlock { height });
+                self.report.findings.push(Finding::Stored(StoreFault::MissingBlock { height }));
                 None
             }
             Err(e) => {

@@ -5,7 +5,7 @@ mod common;
 use common::{Fed, T0};
 use dainet_ledger::blob::MemBlobs;
 use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
-use dainet_ledger::chain::{check_next, check_next_presigned, BlockFault, Chain, ChainError, DropReason};
+use dainet_ledger::chain::{check_next, check_next_presigned, BlockFault, Chain, ChainError, DropReason, StoreFault};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::state::TxRejection;
 use dainet_ledger::store::{BlockStore, MemStore, RedbStore};
@@ -230,7 +230,7 @@ fn open_refuses_a_corrupted_store() {
     assert!(Chain::open(store.clone()).is_err());
     store.block_bytes_mut(3).unwrap()[40] ^= 0x01;
     store.remove_block(2);
-    assert!(matches!(Chain::open(store), Err(ChainError::MissingBlock { height: 2 })));
+    assert!(matches!(Chain::open(store), Err(ChainError::Stored(StoreFault::MissingBlock { height: 2 }))));
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 use common::{absent, Fed};
 use dainet_ledger::blob::{BlobStore, DirBlobs, MemBlobs};
 use dainet_ledger::block::Block;
-use dainet_ledger::chain::{BlockFault, Chain};
+use dainet_ledger::chain::{BlockFault, Chain, StoreFault};
 use dainet_ledger::codec::CodecError;
 use dainet_ledger::hash::Digest;
 use dainet_ledger::state::TxRejection;
@@ -52,8 +52,8 @@ fn rewrite(store: &mut MemStore, height: u64, edit: impl FnOnce(&mut Block)) {
 /// The block height a finding is about, where it names one.
 fn located_at(finding: &Finding) -> Option<u64> {
     match finding {
-        Finding::MissingBlock { height }
-        | Finding::UndecodableBlock { height, .. }
+        Finding::Stored(StoreFault::MissingBlock { height })
+        | Finding::Stored(StoreFault::UndecodableBlock { height, .. })
         | Finding::Block(
             BlockFault::WrongParent { height, .. }
             | BlockFault::TimestampRegression { height, .. }
@@ -111,7 +111,7 @@ fn flipped_byte_in_a_block_is_found_at_every_position() {
             // The damage is pinned to the block itself, the link above it, or the tip.
             let pinned = report.findings.iter().any(|f| match located_at(f) {
                 Some(h) => h == height || h == height + 1,
-                None => matches!(f, Finding::TipMismatch { .. }),
+                None => matches!(f, Finding::Stored(StoreFault::TipMismatch { .. })),
             });
             assert!(pinned, "height={height} byte={at}: {report}");
         }
@@ -174,7 +174,10 @@ fn removed_block_is_found() {
         let mut damaged = store.clone();
         damaged.remove_block(height);
         let report = verify(&damaged, &blobs);
-        assert!(report.findings.contains(&Finding::MissingBlock { height }), "height={height}: {report}");
+        assert!(
+            report.findings.contains(&Finding::Stored(StoreFault::MissingBlock { height })),
+            "height={height}: {report}"
+        );
         // Everything else is still checked.
         assert_eq!(report.blocks_checked, TIP, "height={height}");
     }
@@ -304,7 +307,10 @@ fn tip_and_extra_blocks_are_checked() {
     let last = damaged.block(TIP).unwrap().unwrap();
     damaged.put_raw(TIP, last.clone(), Some(Tip { height: TIP, hash: Digest::ZERO }));
     let report = verify(&damaged, &blobs);
-    assert!(matches!(report.findings.as_slice(), [Finding::TipMismatch { height: TIP, .. }]), "{report}");
+    assert!(
+        matches!(report.findings.as_slice(), [Finding::Stored(StoreFault::TipMismatch { height: TIP, .. })]),
+        "{report}"
+    );
     // A block stored above the tip.
     let mut damaged = store.clone();
     let tip = damaged.tip().unwrap();
@@ -328,10 +334,10 @@ fn garbage_records_are_findings_not_panics() {
     bytes.truncate(bytes.len() / 2);
     let report = verify(&damaged, &blobs);
     assert!(
-        report.findings.contains(&Finding::UndecodableBlock {
+        report.findings.contains(&Finding::Stored(StoreFault::UndecodableBlock {
             height: 2,
             source: CodecError::Truncated { record: "block", bytes: bytes_len(&damaged, 2) }
-        }),
+        })),
         "{report}"
     );
     // Above the hole: no link to check, but signatures, roots and blobs still are.
