@@ -98,7 +98,7 @@ pub fn ledger(command: LedgerCommand) -> Result<ExitCode> {
 // show
 
 fn show(args: ShowArgs) -> Result<()> {
-    let (store, _blobs) = LedgerDir::open(&args.dir)?.into_parts();
+    let (store, _blobs) = LedgerDir::open_read_only(&args.dir)?.into_parts();
     let chain = Chain::open(store).with_context(|| {
         format!(
             "{}: the ledger does not replay; `dainet ledger verify {}` lists every problem",
@@ -547,7 +547,7 @@ struct RoundCommitments {
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let ledger = LedgerDir::open(&args.dir)?;
+    let ledger = LedgerDir::open_read_only(&args.dir)?;
     let report = ledger.verify();
     // What was checked, by round, from the blocks that decode (a block that does not is a finding).
     let mut rounds: BTreeMap<u64, RoundCommitments> = BTreeMap::new();
@@ -668,7 +668,7 @@ struct TxJson {
 }
 
 fn export(args: ExportArgs) -> Result<()> {
-    let ledger = LedgerDir::open(&args.dir)?;
+    let ledger = LedgerDir::open_read_only(&args.dir)?;
     let store = ledger.store();
     let dir = args.dir.display();
     let bytes = store.genesis()?.with_context(|| format!("{dir}: the store holds no genesis"))?;

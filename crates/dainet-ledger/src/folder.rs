@@ -150,7 +150,26 @@ impl LedgerDir {
     /// Open the ledger folder at `dir`. Creates nothing: a folder without `ledger.redb` or
     /// `blobs/` is refused with [`FolderError::NotALedger`] naming what is missing.
     pub fn open(dir: impl AsRef<Path>) -> Result<LedgerDir, FolderError> {
-        let paths = LedgerPaths::of(dir.as_ref());
+        Self::open_with(dir.as_ref(), |path| RedbStore::open(path))
+    }
+
+    /// [`LedgerDir::open`] for reading only ([`RedbStore::open_read_only`]): for auditing a copy
+    /// on read-only media; writing to the store fails. A folder a running node holds is refused
+    /// with an error that says so. One exception: a store whose writer crashed is opened for
+    /// writing, because only a writer can repair it (redb's own recovery; the blocks are then
+    /// checked as usual).
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<LedgerDir, FolderError> {
+        Self::open_with(dir.as_ref(), |path| match RedbStore::open_read_only(path) {
+            Err(StoreError::NeedsRepair { .. }) => RedbStore::open(path),
+            opened => opened,
+        })
+    }
+
+    fn open_with(
+        dir: &Path,
+        open_store: impl FnOnce(&Path) -> Result<RedbStore, StoreError>,
+    ) -> Result<LedgerDir, FolderError> {
+        let paths = LedgerPaths::of(dir);
         if !is_dir(&paths.dir)? {
             return Err(FolderError::NoFolder { dir: paths.dir });
         }
@@ -160,7 +179,7 @@ impl LedgerDir {
         if !is_dir(&paths.blobs)? {
             return Err(FolderError::NotALedger { dir: paths.dir, missing: "blobs/" });
         }
-        let store = RedbStore::open(&paths.store)?;
+        let store = open_store(&paths.store)?;
         let blobs = DirBlobs::open(&paths.blobs)?;
         Ok(LedgerDir { paths, store, blobs })
     }
@@ -274,6 +293,31 @@ mod tests {
         let proposal = chain.propose_block(txs, 1_000).unwrap();
         assert!(proposal.dropped.is_empty());
         chain.append(proposal.block).unwrap();
+    }
+
+    #[test]
+    fn read_only_opening_audits_without_writing_and_repairs_a_crashed_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ledger");
+        one_round(&dir);
+        let store_file = dir.join(STORE_FILE);
+        let before = fs::read(&store_file).unwrap();
+        assert!(LedgerDir::open_read_only(&dir).unwrap().verify().is_ok());
+        assert_eq!(fs::read(&store_file).unwrap(), before, "a read-only audit changed ledger.redb");
+
+        // A copy taken while a writer holds the store is what a crash leaves: redb needs a repair
+        // that only a writer can do, and the read-only opening does it rather than fail.
+        let crashed = tmp.path().join("crashed");
+        fs::create_dir_all(crashed.join("blobs")).unwrap();
+        for entry in fs::read_dir(dir.join("blobs")).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), crashed.join("blobs").join(entry.file_name())).unwrap();
+        }
+        let held = LedgerDir::open(&dir).unwrap();
+        fs::copy(&store_file, crashed.join(STORE_FILE)).unwrap();
+        drop(held);
+        assert!(matches!(RedbStore::open_read_only(crashed.join(STORE_FILE)), Err(StoreError::NeedsRepair { .. })));
+        assert!(LedgerDir::open_read_only(&crashed).unwrap().verify().is_ok());
     }
 
     #[test]

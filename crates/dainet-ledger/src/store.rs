@@ -16,7 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
 
 use crate::blob::{BlobError, BlobStore};
 use crate::hash::{BlockHash, Digest};
@@ -25,6 +27,19 @@ use crate::hash::{BlockHash, Digest};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The database was not closed cleanly (its writer crashed) and needs a repair, which only
+    /// [`RedbStore::open`] (for writing) does.
+    #[error("store needs repair (not closed cleanly): path={path}")]
+    NeedsRepair {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A write to a store opened with [`RedbStore::open_read_only`].
+    #[error("store opened read-only: path={path}")]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The database failed.
     #[error("store backend failed: path={path} reason={reason}")]
     Backend {
@@ -155,8 +170,14 @@ const META_TIP: &str = "tip";
 /// Tables: `blocks: u64 -> bytes`, `blobs: [u8; 32] -> bytes`, `meta: str -> bytes` with keys
 /// `genesis` and `tip` (8 bytes little-endian height, then the 32-byte hash).
 pub struct RedbStore {
-    db: Database,
+    db: Db,
     path: PathBuf,
+}
+
+/// The database, opened for writing or only for reading.
+enum Db {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -170,9 +191,9 @@ impl RedbStore {
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let db = Database::create(&path).map_err(|e| backend(&path, e))?;
-        let store = RedbStore { db, path };
+        let store = RedbStore { db: Db::Writable(db), path };
         // Create the tables once, so readers never meet a missing one.
-        let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+        let txn = store.writable()?.begin_write().map_err(|e| store.err(e))?;
         {
             txn.open_table(BLOCKS).map_err(|e| store.err(e))?;
             txn.open_table(BLOBS).map_err(|e| store.err(e))?;
@@ -182,9 +203,42 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// Open the existing database at `path` for reading only: nothing is created or changed, so
+    /// a copy on read-only media can be audited. Writes fail with [`StoreError::ReadOnly`]. A
+    /// database a process holds for writing (a running node) is refused with an error that
+    /// says so: redb locks the file. A database whose writer crashed needs a repair first
+    /// ([`StoreError::NeedsRepair`]).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = ReadOnlyDatabase::open(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Backend {
+                path: path.clone(),
+                reason: "in use by another process (a running node?); stop it, or copy the folder and read the copy"
+                    .into(),
+            },
+            DatabaseError::RepairAborted => StoreError::NeedsRepair { path: path.clone() },
+            e => backend(&path, e),
+        })?;
+        Ok(RedbStore { db: Db::ReadOnly(db), path })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn writable(&self) -> Result<&Database, StoreError> {
+        match &self.db {
+            Db::Writable(db) => Ok(db),
+            Db::ReadOnly(_) => Err(StoreError::ReadOnly { path: self.path.clone() }),
+        }
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match &self.db {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -196,7 +250,7 @@ impl RedbStore {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(META).map_err(|e| self.err(e))?;
         let value = table.get(key).map_err(|e| self.err(e))?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -209,7 +263,7 @@ fn backend(path: &Path, e: impl Into<redb::Error>) -> StoreError {
 
 impl BlockStore for RedbStore {
     fn put_genesis(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.writable()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert(META_GENESIS, bytes).map_err(|e| self.err(e))?;
@@ -221,7 +275,7 @@ impl BlockStore for RedbStore {
         let Some((last_height, last_hash, _)) = blocks.last() else { return Ok(()) };
         let mut tip = last_height.to_le_bytes().to_vec();
         tip.extend_from_slice(last_hash.as_bytes());
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.writable()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut table = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             for (height, _, bytes) in blocks {
@@ -240,7 +294,7 @@ impl BlockStore for RedbStore {
     fn put_block(&mut self, height: u64, hash: &BlockHash, bytes: &[u8]) -> Result<(), StoreError> {
         let mut tip = height.to_le_bytes().to_vec();
         tip.extend_from_slice(hash.as_bytes());
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.writable()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             blocks.insert(height, bytes).map_err(|e| self.err(e))?;
@@ -251,14 +305,14 @@ impl BlockStore for RedbStore {
     }
 
     fn block(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
         let value = table.get(height).map_err(|e| self.err(e))?;
         Ok(value.map(|v| v.value().to_vec()))
     }
 
     fn heights(&self) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.err(e))? {
@@ -287,7 +341,11 @@ impl BlockStore for RedbStore {
 impl BlobStore for RedbStore {
     fn put(&mut self, bytes: &[u8]) -> Result<Digest, BlobError> {
         let hash = Digest::of(bytes);
-        let txn = self.db.begin_write().map_err(|e| self.blob_err(e))?;
+        let txn = self
+            .writable()
+            .map_err(|e| BlobError::Backend { reason: e.to_string() })?
+            .begin_write()
+            .map_err(|e| self.blob_err(e))?;
         {
             let mut blobs = txn.open_table(BLOBS).map_err(|e| self.blob_err(e))?;
             blobs.insert(hash.as_bytes().as_slice(), bytes).map_err(|e| self.blob_err(e))?;
@@ -297,7 +355,7 @@ impl BlobStore for RedbStore {
     }
 
     fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, BlobError> {
-        let txn = self.db.begin_read().map_err(|e| self.blob_err(e))?;
+        let txn = self.begin_read().map_err(|e| self.blob_err(e))?;
         let table = txn.open_table(BLOBS).map_err(|e| self.blob_err(e))?;
         let value = table.get(hash.as_bytes().as_slice()).map_err(|e| self.blob_err(e))?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -339,6 +397,27 @@ mod tests {
         assert_eq!(store.tip().unwrap(), Some(Tip { height: 1, hash: Digest::of(b"1") }));
         assert_eq!(store.block(0).unwrap().as_deref(), Some(&b"block 0"[..]));
         assert_eq!(store.get_verified(&Digest::of(b"blob")).unwrap().as_deref(), Some(&b"blob"[..]));
+    }
+
+    #[test]
+    fn read_only_store_reads_refuses_writes_and_names_a_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.redb");
+        {
+            let mut store = RedbStore::open(&path).unwrap();
+            exercise(&mut store);
+            // A writer holds the file: a reader is told why it cannot open it.
+            let err = RedbStore::open_read_only(&path).unwrap_err();
+            assert!(err.to_string().contains("in use by another process"), "{err}");
+        }
+        let before = std::fs::read(&path).unwrap();
+        let mut store = RedbStore::open_read_only(&path).unwrap();
+        assert_eq!(store.tip().unwrap(), Some(Tip { height: 1, hash: Digest::of(b"1") }));
+        assert_eq!(store.heights().unwrap(), vec![0, 1]);
+        assert!(matches!(store.put_block(2, &Digest::of(b"2"), b"block 2"), Err(StoreError::ReadOnly { .. })));
+        assert!(store.put(b"blob").is_err());
+        drop(store);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "opening read-only changed the file");
     }
 
     #[test]
