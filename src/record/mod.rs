@@ -30,7 +30,7 @@ use dainet_protocol::ClientId;
 use round::RoundLedger;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -109,6 +109,8 @@ pub struct LedgerRecorder {
     /// Set when the recorder is dropped unfinished (the run failed): the recording thread then
     /// stops without writing blocks for a run that did not end.
     abandoned: Arc<AtomicBool>,
+    /// The ledger folder this recorder created (removed again if the run fails).
+    dir: PathBuf,
 }
 
 impl LedgerRecorder {
@@ -116,7 +118,8 @@ impl LedgerRecorder {
     pub const IN_FLIGHT: usize = 2;
 
     /// A fresh ledger in `dir` (replacing one a previous run left there, and nothing else) for
-    /// the clients of `plan`, with `initial` as θ_0. The validators start, and the clients'
+    /// the clients of `plan`, with `initial` as θ_0. If the recorder is dropped without
+    /// [`LedgerRecorder::finish`] (the run failed), the folder is removed again. The validators start, and the clients'
     /// devices are registered, on the recording thread.
     pub fn start(dir: &Path, plan: &Plan, initial: &Params) -> Result<Self> {
         let started = Instant::now();
@@ -166,6 +169,7 @@ impl LedgerRecorder {
             received: Rc::default(),
             blocking_s: started.elapsed().as_secs_f64(),
             abandoned,
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -254,6 +258,9 @@ impl Drop for LedgerRecorder {
             self.abandoned.store(true, Ordering::SeqCst);
             // Whatever it says, the run's own error is the one to report.
             let _ = self.join();
+            // The folder holds no block of a run that did not end (the thread wrote none): a
+            // half-made ledger that fails verification would only mislead.
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -278,7 +285,6 @@ mod tests {
     use super::*;
     use crate::config::RunConfig;
     use crate::plan::plan;
-    use dainet_ledger::chain::{Chain, ChainError};
     use dainet_protocol::Time;
 
     fn small_plan() -> Plan {
@@ -299,10 +305,9 @@ mod tests {
         });
         let err = result.expect_err("the run's error comes back");
         assert!(format!("{err:#}").contains("stopped by the test at round 2"), "{err:#}");
-        // Round 1 was recorded by the validators, but the run did not end: no block is written,
-        // not even the genesis, so nothing half-recorded passes for a ledger of the run.
-        let (store, _) = LedgerDir::open(&ledger).unwrap().into_parts();
-        assert!(matches!(Chain::open(store), Err(ChainError::NoGenesis)));
+        // Round 1 was recorded by the validators, but the run did not end: nothing half-recorded
+        // is left to pass for a ledger of the run.
+        assert!(!ledger.exists(), "a failed run left {}", ledger.display());
     }
 
     #[test]
