@@ -172,6 +172,13 @@ fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
         },
         clients_per_round: per_round,
     });
+    if c.min_updates as usize > per_round {
+        bail!(
+            "min_updates = {} is more than the {per_round} clients sampled per round, so no round could \
+             aggregate; lower --min-updates or raise --fraction",
+            c.min_updates
+        );
+    }
     // Build it once to check every setting before any data moves.
     let built = Strategy::new(strategy.clone(), c.seed)?;
     if built.min_updates() > per_round {

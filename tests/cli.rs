@@ -355,6 +355,11 @@ fn strategy_settings_that_cannot_work_are_refused_before_training() {
     let o = dainet(&["simulate", "--strategy", "bulyan", "--byzantine", "0.2", "--attack", "alie"]);
     assert_clean_error(&o, "needs at least 11 updates");
     assert_clean_error(&dainet(&["simulate", "--strategy", "fedsgd"]), "fedsgd");
+    // More updates required than clients sampled: refused before any folder is written.
+    let out = tempfile::tempdir().unwrap();
+    let o = dainet(&["simulate", "--min-updates", "20", "--out", s(&out.path().join("run"))]);
+    assert_clean_error(&o, "min_updates = 20 is more than the 10 clients sampled per round");
+    assert!(!out.path().join("run").exists(), "a refused run created its folder");
     assert_clean_error(&dainet(&["simulate", "--strategy", "fedprox"]), "prox-mu");
     assert_clean_error(&dainet(&["simulate", "--byzantine", "0.2"]), "attack");
     assert_clean_error(&dainet(&["simulate", "--attack", "ipm"]), "byzantine");
