@@ -24,11 +24,11 @@
 //!   against its parent's state (a transaction an ancestor carries no longer applies) and
 //!   finality prunes what it included from every mempool. A watcher fires whichever leader's
 //!   block carries its transaction.
-//! - **Pacing**: asked to propose a block that would carry no transaction sooner than
-//!   [`ApplicationConfig::empty_block_interval`] after its parent, the actor holds the request
-//!   and answers it when a transaction enters the mempool or the interval is up (a newer request
-//!   replaces it: consensus has moved on). An idle ledger adds a block per interval, not one per
-//!   vote round trip; a submission is proposed at once.
+//! - **Pacing**: when the core says an empty block is not due yet ([`Proposed::Wait`], the rule
+//!   is [`Core`]'s), the actor holds the proposal request and asks again when the mempool admits
+//!   a transaction or the time comes (a newer request replaces it: consensus has moved on). An
+//!   idle ledger adds a block per [`ApplicationConfig::empty_block_interval`], not one per vote
+//!   round trip; a submission is proposed at once.
 //! - **Time**: proposals are stamped with the runtime clock ([`Clock::current`]), never below the
 //!   parent's time; verification reads no clock.
 //! - **Bad input**: a message that does not decode, a block whose body does not match its
@@ -311,17 +311,16 @@ pub struct Application<B: BlockStore, S, R> {
     last_gossip: Option<SystemTime>,
     /// An empty proposal held back (see [`ApplicationConfig::empty_block_interval`]).
     held: Option<HeldProposal>,
-    /// Transactions that entered the mempool so far; a held proposal goes out when it moves.
-    admissions: u64,
     status: StatusHandle,
 }
 
-/// A request to propose on `parent`, answered once a transaction arrives or at `due_ms`.
+/// A request to propose on `parent`, asked again once the mempool admits a transaction
+/// (`admitted` moves) or at `due_ms`.
 struct HeldProposal {
     parent: BlockHash,
     response: oneshot::Sender<Payload>,
     due_ms: u64,
-    admissions: u64,
+    admitted: u64,
 }
 
 impl<B, S, R> Application<B, S, R>
@@ -340,8 +339,10 @@ where
         config: ApplicationConfig,
     ) -> Result<(Self, Mailbox<B>, StatusHandle), ConsensusError> {
         let tip_timestamp_ms = chain.head().timestamp_ms;
+        let empty_block_interval_ms = u64::try_from(config.empty_block_interval.as_millis()).unwrap_or(u64::MAX);
         let core = Core::new(chain, config.mempool_capacity, config.max_cached_blocks)
-            .map_err(|reason| ConsensusError::Store { reason })?;
+            .map_err(|reason| ConsensusError::Store { reason })?
+            .with_empty_block_interval(empty_block_interval_ms);
         let status = StatusHandle(Arc::new(Mutex::new(Status {
             finalized: core.finalized_hashes(),
             tip_timestamp_ms,
@@ -362,7 +363,6 @@ where
             outbox: Vec::new(),
             last_gossip: None,
             held: None,
-            admissions: 0,
             status: status.clone(),
         };
         Ok((actor, Mailbox { sender: tx }, status))
@@ -464,7 +464,6 @@ where
                 match self.core.submit(tx) {
                     Ok((hash, new)) => {
                         if new {
-                            self.admissions += 1;
                             self.queue_gossip(hash, encoded);
                         }
                         self.watchers.entry(hash).or_default().push(response);
@@ -480,31 +479,12 @@ where
     }
 
     fn propose(&mut self, now_ms: u64, parent: BlockHash, response: oneshot::Sender<Payload>) {
-        let interval = u64::try_from(self.config.empty_block_interval.as_millis()).unwrap_or(u64::MAX);
-        if interval > 0 {
-            if let Proposed::Block(hash) = self.core.propose(parent, now_ms) {
-                let empty = self.core.pending_block(&hash).is_some_and(|block| block.txs.is_empty());
-                let due_ms = self.core.block_time(&parent).unwrap_or(0).saturating_add(interval);
-                if empty && now_ms < due_ms {
-                    // A newer request means consensus moved on: the older one lapses.
-                    self.held = Some(HeldProposal { parent, response, due_ms, admissions: self.admissions });
-                    return;
-                }
-            }
-        }
-        self.propose_now(now_ms, parent, response);
-    }
-
-    /// Answer a held proposal once a transaction has arrived or its time has come.
-    fn release_held(&mut self, now_ms: u64) {
-        let ready = self.held.as_ref().is_some_and(|h| now_ms >= h.due_ms || self.admissions != h.admissions);
-        if let Some(held) = self.held.take_if(|_| ready) {
-            self.propose_now(now_ms, held.parent, held.response);
-        }
-    }
-
-    fn propose_now(&mut self, now_ms: u64, parent: BlockHash, response: oneshot::Sender<Payload>) {
         match self.core.propose(parent, now_ms) {
+            Proposed::Wait { until_ms } => {
+                // A newer request means consensus moved on: the older one lapses.
+                let admitted = self.core.mempool().admitted();
+                self.held = Some(HeldProposal { parent, response, due_ms: until_ms, admitted });
+            }
             Proposed::Block(hash) => {
                 self.status.lock().proposed += 1;
                 let _ = response.send(payload(&hash));
@@ -514,6 +494,16 @@ where
                 // Dropping the response declines the view.
                 debug!(target: "dainet_consensus", %parent, %reason, "declined to propose");
             }
+        }
+    }
+
+    /// Ask the core again for a held proposal once a transaction has arrived or its time has
+    /// come (it may be held again: the new transaction may not apply on that parent).
+    fn release_held(&mut self, now_ms: u64) {
+        let admitted = self.core.mempool().admitted();
+        let ready = self.held.as_ref().is_some_and(|h| now_ms >= h.due_ms || admitted != h.admitted);
+        if let Some(held) = self.held.take_if(|_| ready) {
+            self.propose(now_ms, held.parent, held.response);
         }
     }
 
@@ -644,7 +634,6 @@ where
                 Err(reason) => debug!(target: "dainet_consensus", %reason, "gossiped transaction not admitted"),
             }
         }
-        self.admissions += admitted;
         {
             let mut status = self.status.lock();
             status.gossip_received += admitted;

@@ -14,6 +14,9 @@
 //!   ([`dainet_ledger::chain::check_next`]) must hold on that parent's state. No local clock. The
 //!   signature of a transaction already in the mempool (checked once, on entry) is not checked
 //!   again; that changes the cost, not the verdict.
+//! - **pacing** ([`Core::propose`]): a block that would carry no transaction is not built before
+//!   [`Core::with_empty_block_interval`] after its parent's time; the caller is told when
+//!   ([`Proposed::Wait`]) and asks again then, or sooner if the mempool admits a transaction.
 //! - **proposal** ([`Core::propose`]): the mempool's transactions that apply on the parent's state,
 //!   at the given time or the parent's, whichever is later (block times never decrease).
 //! - **finality** ([`Core::finalize`]): the finalized block and its unfinalized ancestors are
@@ -62,6 +65,12 @@ pub enum Proposed {
     Missing(BlockHash),
     /// No block can be built on this parent.
     Declined(String),
+    /// The block would be empty and its parent is younger than the empty-block interval: ask
+    /// again at `until_ms`, or as soon as the mempool admits a transaction.
+    Wait {
+        /// When an empty block becomes due.
+        until_ms: u64,
+    },
 }
 
 /// What [`Core::insert_block`] did with a block from a peer.
@@ -131,6 +140,8 @@ pub struct Core<B: BlockStore> {
     finalized: BTreeMap<BlockHash, u64>,
     mempool: Mempool,
     max_cached: usize,
+    /// Least time between a parent and an empty child, ms (0: no pacing).
+    empty_block_interval_ms: u64,
 }
 
 impl<B: BlockStore> Core<B> {
@@ -155,7 +166,15 @@ impl<B: BlockStore> Core<B> {
             finalized,
             mempool: Mempool::new(mempool_capacity),
             max_cached: max_cached.max(1),
+            empty_block_interval_ms: 0,
         })
+    }
+
+    /// Pace empty blocks: [`Core::propose`] builds one no sooner than `ms` after its parent's
+    /// time (0, the default, builds at once).
+    pub fn with_empty_block_interval(mut self, ms: u64) -> Core<B> {
+        self.empty_block_interval_ms = ms;
+        self
     }
 
     /// The finalized block hashes, by height from block 0.
@@ -334,6 +353,10 @@ impl<B: BlockStore> Core<B> {
             return Proposed::Declined(format!("parent not checked: block={parent}"));
         };
         let (block, state) = build_block(&head, state, &self.mempool, now_ms);
+        let until_ms = head.timestamp_ms.saturating_add(self.empty_block_interval_ms);
+        if block.txs.is_empty() && now_ms < until_ms {
+            return Proposed::Wait { until_ms };
+        }
         let hash = block.hash();
         self.checked.entry(hash).or_insert(Checked { block, state });
         Proposed::Block(hash)
@@ -382,11 +405,6 @@ impl<B: BlockStore> Core<B> {
         }
         let height = *self.finalized.get(hash)?;
         self.chain.store().block(height).ok().flatten()
-    }
-
-    /// The time of block `hash`, if it is the finalized tip or a checked block.
-    pub fn block_time(&self, hash: &BlockHash) -> Option<u64> {
-        self.head_state(hash).map(|(head, _)| head.timestamp_ms)
     }
 
     /// The block with this hash, if cached or checked (not finalized).
@@ -510,6 +528,24 @@ mod tests {
         fn block0(&self) -> BlockHash {
             genesis_block(&self.genesis).hash()
         }
+    }
+
+    #[test]
+    fn empty_blocks_wait_for_the_interval_and_a_transaction_does_not() {
+        let f = Fixture::new();
+        // Block 0 is at 100 ms; an empty child is due at 600 ms.
+        let mut core = f.core().with_empty_block_interval(500);
+        assert_eq!(core.propose(f.block0(), 200), Proposed::Wait { until_ms: 600 });
+        assert_eq!(core.pending(), (0, 0), "nothing kept for a block not proposed");
+        let Proposed::Block(empty) = core.propose(f.block0(), 600) else { panic!("due at 600 ms") };
+        assert!(core.pending_block(&empty).unwrap().txs.is_empty());
+        let admitted = core.mempool().admitted();
+        core.submit(f.tx(1)).unwrap();
+        assert_eq!(core.mempool().admitted(), admitted + 1);
+        let Proposed::Block(full) = core.propose(f.block0(), 200) else { panic!("a transaction goes at once") };
+        assert_eq!(core.pending_block(&full).unwrap().txs.len(), 1);
+        // Without pacing, an empty block is built at once.
+        assert!(matches!(f.core().propose(f.block0(), 200), Proposed::Block(_)));
     }
 
     #[test]

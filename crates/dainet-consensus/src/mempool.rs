@@ -18,15 +18,11 @@
 
 use std::collections::BTreeSet;
 
-use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
+use dainet_ledger::block::{Block, MAX_BLOCK_TX_BYTES};
 use dainet_ledger::chain::Head;
-use dainet_ledger::hash::{BlockHash, Digest, TxHash};
+use dainet_ledger::hash::{BlockHash, Domain, TxHash};
 use dainet_ledger::state::{State, TxRejection};
 use dainet_ledger::tx::Transaction;
-
-/// Room left in a block for everything but its transactions (header fields, length prefixes),
-/// as [`dainet_ledger::chain::Chain::propose_block`] reserves it.
-const BLOCK_OVERHEAD: usize = 256;
 
 /// Most passes over the leftovers when transactions wait for a lower nonce: a signer's
 /// transactions submitted in reverse order land over several blocks instead of costing a
@@ -82,26 +78,39 @@ pub enum RejectReason {
 /// A validator's pending transactions, in submission order.
 #[derive(Clone, Debug)]
 pub struct Mempool {
-    txs: Vec<(TxHash, Transaction)>,
+    txs: Vec<Pooled>,
     hashes: BTreeSet<TxHash>,
     capacity: usize,
+    /// Transactions admitted so far (new to the pool), ever.
+    admitted: u64,
+}
+
+/// A waiting transaction with what its encoding gave on entry, so no block build encodes it
+/// again.
+#[derive(Clone, Debug)]
+struct Pooled {
+    hash: TxHash,
+    /// Its encoded size, bytes.
+    size: usize,
+    tx: Transaction,
 }
 
 impl Mempool {
     /// An empty pool that holds at most `capacity` transactions.
     pub fn new(capacity: usize) -> Mempool {
-        Mempool { txs: Vec::new(), hashes: BTreeSet::new(), capacity }
+        Mempool { txs: Vec::new(), hashes: BTreeSet::new(), capacity, admitted: 0 }
     }
 
     /// Add `tx` at the end. Returns its hash and whether it was new (a transaction already in the
     /// pool is not added twice).
     pub fn insert(&mut self, tx: Transaction) -> Result<(TxHash, bool), RejectReason> {
-        let bytes = tx.encode().len();
-        let max = MAX_BLOCK_BYTES - BLOCK_OVERHEAD;
-        if bytes > max {
-            return Err(RejectReason::TooLarge { bytes, max });
+        let encoded = tx.encode();
+        let (size, max) = (encoded.len(), MAX_BLOCK_TX_BYTES);
+        if size > max {
+            return Err(RejectReason::TooLarge { bytes: size, max });
         }
-        let hash = tx.hash();
+        // `Transaction::hash`, from the bytes already encoded.
+        let hash = Domain::Tx.hash(&encoded);
         if self.hashes.contains(&hash) {
             return Ok((hash, false));
         }
@@ -109,8 +118,15 @@ impl Mempool {
             return Err(RejectReason::MempoolFull { capacity: self.capacity });
         }
         self.hashes.insert(hash);
-        self.txs.push((hash, tx));
+        self.txs.push(Pooled { hash, size, tx });
+        self.admitted += 1;
         Ok((hash, true))
+    }
+
+    /// How many transactions the pool has admitted since it was made (a transaction already
+    /// waiting is not counted again): it moves whenever something new arrives.
+    pub fn admitted(&self) -> u64 {
+        self.admitted
     }
 
     /// Whether a transaction with this hash is waiting.
@@ -130,7 +146,7 @@ impl Mempool {
 
     /// The waiting transactions, in submission order.
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
-        self.txs.iter().map(|(_, tx)| tx)
+        self.txs.iter().map(|p| &p.tx)
     }
 
     /// After a finalization: drop the transactions in `included` (the finalized blocks' hashes),
@@ -139,15 +155,17 @@ impl Mempool {
     /// pool order. Costs what building one block costs (no signature checks: they were made on
     /// entry), so a large pool is pruned a block's worth at a time.
     pub fn prune(&mut self, included: &BTreeSet<TxHash>, state: &State, time_ms: u64) -> Vec<(TxHash, TxRejection)> {
-        self.txs.retain(|(hash, _)| !included.contains(hash));
-        let budget = MAX_BLOCK_BYTES - BLOCK_OVERHEAD;
-        let selection = select(state, time_ms, self.txs.iter().map(|(_, tx)| tx), budget);
+        self.txs.retain(|p| !included.contains(&p.hash));
+        for hash in included {
+            self.hashes.remove(hash);
+        }
+        let selection = select(state, time_ms, &self.txs, MAX_BLOCK_TX_BYTES);
         let mut evicted = Vec::new();
         let mut evict = vec![false; self.txs.len()];
         for (index, reason) in selection.rejected {
             if !is_future_nonce(&reason) {
                 evict[index] = true;
-                evicted.push((self.txs[index].0, reason));
+                evicted.push((self.txs[index].hash, reason));
             }
         }
         let mut i = 0;
@@ -156,7 +174,9 @@ impl Mempool {
             i += 1;
             keep
         });
-        self.hashes = self.txs.iter().map(|(hash, _)| *hash).collect();
+        for (hash, _) in &evicted {
+            self.hashes.remove(hash);
+        }
         evicted
     }
 }
@@ -181,13 +201,7 @@ struct Selection {
 /// encoded transactions (those that do not fit are neither included nor rejected); a transaction
 /// rejected only for a future nonce is retried in a later pass while passes make progress, at
 /// most [`MAX_PASSES`] passes.
-fn select<'a>(
-    state: &State,
-    time_ms: u64,
-    candidates: impl Iterator<Item = &'a Transaction>,
-    mut budget: usize,
-) -> Selection {
-    let candidates: Vec<&Transaction> = candidates.collect();
+fn select(state: &State, time_ms: u64, candidates: &[Pooled], mut budget: usize) -> Selection {
     let mut state = state.clone();
     let mut included = Vec::new();
     let mut rejected: Vec<(usize, TxRejection)> = Vec::new();
@@ -196,8 +210,8 @@ fn select<'a>(
         let mut progress = false;
         let mut retry = Vec::new();
         for index in pending {
-            let tx = candidates[index];
-            let size = tx.encode().len();
+            let Pooled { size, tx, .. } = &candidates[index];
+            let size = *size;
             if size > budget {
                 continue;
             }
@@ -230,17 +244,9 @@ fn select<'a>(
 /// ask for a block on a notarized parent that is not finalized yet.
 pub fn build_block(parent: &Head, state: &State, pool: &Mempool, timestamp_ms: u64) -> (Block, State) {
     let timestamp_ms = timestamp_ms.max(parent.timestamp_ms);
-    let selection = select(state, timestamp_ms, pool.iter(), MAX_BLOCK_BYTES - BLOCK_OVERHEAD);
-    let txs: Vec<Transaction> = selection.included.iter().map(|&i| pool.txs[i].1.clone()).collect();
-    let mut block = Block {
-        height: parent.height.saturating_add(1),
-        prev_hash: parent.hash,
-        tx_root: Digest::ZERO,
-        state_root: selection.state.root(),
-        timestamp_ms,
-        txs,
-    };
-    block.tx_root = block.compute_tx_root();
+    let selection = select(state, timestamp_ms, &pool.txs, MAX_BLOCK_TX_BYTES);
+    let txs: Vec<Transaction> = selection.included.iter().map(|&i| pool.txs[i].tx.clone()).collect();
+    let block = Block::seal(parent.height.saturating_add(1), parent.hash, selection.state.root(), timestamp_ms, txs);
     (block, selection.state)
 }
 

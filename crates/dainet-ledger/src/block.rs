@@ -25,6 +25,9 @@ use crate::tx::Transaction;
 pub const BLOCK_VERSION: u8 = 1;
 /// The most bytes one encoded block may take (4 MiB).
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
+/// The most encoded transaction bytes a block builder puts in one block: [`MAX_BLOCK_BYTES`]
+/// less room for the header fields and length prefixes.
+pub const MAX_BLOCK_TX_BYTES: usize = MAX_BLOCK_BYTES - 256;
 
 /// A block's header: everything its hash covers.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -85,6 +88,20 @@ impl Block {
     /// The hashes of the transactions, in order.
     pub fn tx_hashes(&self) -> Vec<TxHash> {
         self.txs.iter().map(Transaction::hash).collect()
+    }
+
+    /// The block with these fields and transactions, its `tx_root` computed from them: what a
+    /// proposer builds.
+    pub fn seal(
+        height: u64,
+        prev_hash: BlockHash,
+        state_root: Digest,
+        timestamp_ms: u64,
+        txs: Vec<Transaction>,
+    ) -> Block {
+        let mut block = Block { height, prev_hash, tx_root: Digest::ZERO, state_root, timestamp_ms, txs };
+        block.tx_root = block.compute_tx_root();
+        block
     }
 
     /// The Merkle root the transactions actually have (compare with `tx_root`).

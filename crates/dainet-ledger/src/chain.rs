@@ -22,7 +22,7 @@
 
 use std::ops::ControlFlow;
 
-use crate::block::{Block, MAX_BLOCK_BYTES};
+use crate::block::{Block, MAX_BLOCK_BYTES, MAX_BLOCK_TX_BYTES};
 use crate::codec::CodecError;
 use crate::genesis::{Genesis, GenesisError};
 use crate::hash::{BlockHash, Digest, TxHash};
@@ -31,9 +31,6 @@ use crate::merkle;
 use crate::state::{State, TxRejection};
 use crate::store::{BlockStore, StoreError};
 use crate::tx::{ChainId, Transaction};
-
-/// Room left in a block for everything but its transactions (header fields and length prefix).
-const BLOCK_OVERHEAD: usize = 256;
 
 /// Errors from building, checking or storing the chain.
 #[derive(Debug, thiserror::Error)]
@@ -450,7 +447,7 @@ impl<S: BlockStore> Chain<S> {
         let mut state = self.state.clone();
         let mut included = Vec::new();
         let mut dropped = Vec::new();
-        let mut budget = MAX_BLOCK_BYTES - BLOCK_OVERHEAD;
+        let mut budget = MAX_BLOCK_TX_BYTES;
         for tx in txs {
             let size = tx.encode().len();
             if size > budget {
@@ -465,15 +462,7 @@ impl<S: BlockStore> Chain<S> {
                 Err(reason) => dropped.push(Dropped { tx_hash: tx.hash(), reason: DropReason::Rejected(reason) }),
             }
         }
-        let mut block = Block {
-            height,
-            prev_hash: self.head.hash,
-            tx_root: Digest::ZERO,
-            state_root: state.root(),
-            timestamp_ms,
-            txs: included,
-        };
-        block.tx_root = block.compute_tx_root();
+        let block = Block::seal(height, self.head.hash, state.root(), timestamp_ms, included);
         Ok(Proposal { block, dropped })
     }
 
@@ -491,6 +480,11 @@ impl<S: BlockStore> Chain<S> {
     /// store fails, the chain in memory is unchanged.
     pub fn append(&mut self, block: Block) -> Result<BlockHash, ChainError> {
         let state = self.verify_block(&block)?;
+        self.commit(block, state)
+    }
+
+    /// Write `block` and move the head to it, with `state` the state after it (already checked).
+    fn commit(&mut self, block: Block, state: State) -> Result<BlockHash, ChainError> {
         let head = Head::of(&block);
         self.store.put_block(head.height, &head.hash, &block.encode())?;
         self.state = state;
@@ -522,11 +516,7 @@ impl<S: BlockStore> Chain<S> {
                 BlockFault::StateRootMismatch { height: block.height, header: block.state_root, computed }.into()
             );
         }
-        let head = Head::of(&block);
-        self.store.put_block(head.height, &head.hash, &block.encode())?;
-        self.state = state;
-        self.head = head;
-        Ok(head.hash)
+        self.commit(block, state)
     }
 
     /// Check `blocks` as the next blocks in order and commit them all in one durable step (see
