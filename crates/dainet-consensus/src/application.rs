@@ -56,7 +56,6 @@ use commonware_utils::ordered::Set;
 use dainet_ledger::chain::Chain;
 use dainet_ledger::hash::{BlockHash, TxHash};
 use dainet_ledger::identity::NodeId;
-use dainet_ledger::state::TxRejection;
 use dainet_ledger::store::BlockStore;
 use dainet_ledger::tx::Transaction;
 use tracing::{debug, error, warn};
@@ -623,14 +622,10 @@ where
         for tx in txs {
             match self.core.submit(tx) {
                 Ok((_, new)) => admitted += u64::from(new),
-                Err(
-                    reason @ (RejectReason::Ledger(TxRejection::BadSignature { .. }) | RejectReason::TooLarge { .. }),
-                ) => {
+                Err(reason) if reason.is_peer_fault() => {
                     bad += 1;
                     first_bad.get_or_insert(reason);
                 }
-                // Stale here (this validator finalized further than the peer had) or no room:
-                // not the peer's fault.
                 Err(reason) => debug!(target: "dainet_consensus", %reason, "gossiped transaction not admitted"),
             }
         }
@@ -688,9 +683,7 @@ where
             debug!(target: "dainet_consensus", block = %hash, "asked to send a block not held");
             return false;
         };
-        let mut message = Vec::with_capacity(bytes.len() + 1);
-        message.push(crate::wire::TAG_BLOCK);
-        message.extend_from_slice(&bytes);
+        let message = crate::wire::block_message(&bytes);
         if message.len() > self.config.max_message_bytes {
             warn!(target: "dainet_consensus", block = %hash, bytes = message.len(), "block too large to send");
             return false;
@@ -724,6 +717,6 @@ fn now_ms<E: Clock>(context: &E) -> u64 {
     ms_since_epoch(context.current())
 }
 
-fn ms_since_epoch(time: SystemTime) -> u64 {
+pub(crate) fn ms_since_epoch(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

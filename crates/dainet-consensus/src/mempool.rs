@@ -181,6 +181,15 @@ impl Mempool {
     }
 }
 
+impl RejectReason {
+    /// Whether a peer that gossiped a transaction refused for this reason misbehaved: no honest
+    /// peer sends a bad signature or a transaction too large for any block. A stale nonce or a
+    /// full pool is not its fault (it may have finalized less than this validator has).
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, RejectReason::Ledger(TxRejection::BadSignature { .. }) | RejectReason::TooLarge { .. })
+    }
+}
+
 /// Whether `reason` is a nonce ahead of the signer's next one: the transaction may apply once
 /// the signer's earlier ones do.
 fn is_future_nonce(reason: &TxRejection) -> bool {

@@ -36,7 +36,7 @@ use dainet_ledger::tx::Transaction;
 use crate::application::{ApplicationConfig, Status, StatusHandle};
 use crate::error::ConsensusError;
 use crate::mempool::{RejectReason, TxOutcome};
-use crate::types::{consensus_key, node_id, Payload, PublicKey, Scheme};
+use crate::types::{consensus_key, node_id, PublicKey};
 use crate::validator::{
     start_validator, Channels, Timing, Validator, ValidatorConfig, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES,
     CHANNEL_RESOLVER, CHANNEL_VOTES,
@@ -318,7 +318,7 @@ async fn drive(
                 let _ = reply.send(statuses.iter().map(StatusHandle::snapshot).collect());
             }
             Command::Now { reply } => {
-                let now = context.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let now = crate::application::ms_since_epoch(context.current());
                 let _ = reply.send(now);
             }
             Command::Idle { ms, reply } => {
@@ -386,10 +386,7 @@ pub async fn start_network(
     max_message_bytes: usize,
 ) -> Oracle<PublicKey, deterministic::Context> {
     let n = publics.len();
-    let max_size = commonware_p2p::max_message_size(&[
-        commonware_consensus::simplex::max_payload_size::<Scheme, Payload>(n as u32),
-        max_message_bytes,
-    ]);
+    let max_size = crate::wire::max_message_size(n, max_message_bytes);
     let network_config = simulated::Config {
         max_size,
         max_peers_per_set: NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN),

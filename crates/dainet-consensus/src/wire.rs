@@ -135,13 +135,7 @@ impl WireMessage {
     /// The tag byte, then the body.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            WireMessage::Block(block) => {
-                let body = block.encode();
-                let mut out = Vec::with_capacity(body.len() + 1);
-                out.push(TAG_BLOCK);
-                out.extend_from_slice(&body);
-                out
-            }
+            WireMessage::Block(block) => block_message(&block.encode()),
             WireMessage::Request(hash) => {
                 let mut out = Vec::with_capacity(33);
                 out.push(TAG_REQUEST);
@@ -177,6 +171,26 @@ impl WireMessage {
             tag => Err(WireError::UnknownTag { tag, bytes: bytes.len() }),
         }
     }
+}
+
+/// The [`WireMessage::Block`] message for a block already encoded ([`Block::encode`]): for
+/// relaying stored bytes without decoding them.
+pub fn block_message(encoded: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.len() + 1);
+    out.push(TAG_BLOCK);
+    out.extend_from_slice(encoded);
+    out
+}
+
+/// The largest message a validator of a committee of `validators` sends on any channel: a
+/// block-channel message of up to `max_block_message` bytes, or simplex's largest vote or
+/// certificate, whichever is larger.
+pub fn max_message_size(validators: usize, max_block_message: usize) -> u32 {
+    let validators = u32::try_from(validators).unwrap_or(u32::MAX);
+    commonware_p2p::max_message_size(&[
+        commonware_consensus::simplex::max_payload_size::<crate::types::Scheme, crate::types::Payload>(validators),
+        max_block_message,
+    ])
 }
 
 /// `n` as a little-endian `u32` (saturating: no message holds more than `u32::MAX` of anything).

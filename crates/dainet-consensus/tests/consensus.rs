@@ -18,7 +18,7 @@ use commonware_utils::ordered::Set;
 use dainet_consensus::mempool::TxOutcome;
 use dainet_consensus::sim;
 use dainet_consensus::types::{consensus_key, namespace, node_id, Payload, PublicKey, Scheme};
-use dainet_consensus::wire::{WireMessage, TAG_BLOCK, TAG_REQUEST, TAG_TRANSACTIONS};
+use dainet_consensus::wire::{block_message, WireMessage, TAG_BLOCK, TAG_REQUEST, TAG_TRANSACTIONS};
 use dainet_ledger::hash::Digest;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -182,9 +182,7 @@ fn equivocating_leader_cannot_fork_the_honest_validators() {
         let (mut block_sender, _) = channels.blocks;
         context.child("bridge").spawn(move |_| async move {
             while let Some((_, bytes)) = relayed.recv().await {
-                let mut message = vec![TAG_BLOCK];
-                message.extend_from_slice(&bytes);
-                block_sender.send(Recipients::All, message, false);
+                block_sender.send(Recipients::All, block_message(&bytes), false);
             }
         });
 

@@ -29,7 +29,7 @@ use commonware_runtime::{Clock, Handle, Metrics, Network as RuntimeNetwork, Quot
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::ordered::Map;
-use dainet_consensus::types::{Payload, PublicKey, Scheme};
+use dainet_consensus::types::PublicKey;
 use dainet_consensus::validator::{Channels, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_VOTES};
 use dainet_consensus::wire::MAX_WIRE_BYTES;
 use dainet_ledger::genesis::Genesis;
@@ -83,11 +83,7 @@ pub struct StartedNetwork<E: Clock> {
 /// The largest message any validator of a committee of `validators` sends: a maximal block
 /// message or simplex's largest vote or certificate, whichever is larger.
 pub fn max_message_size(validators: usize) -> u32 {
-    let validators = u32::try_from(validators).unwrap_or(u32::MAX);
-    commonware_p2p::max_message_size(&[
-        commonware_consensus::simplex::max_payload_size::<Scheme, Payload>(validators),
-        MAX_WIRE_BYTES,
-    ])
+    dainet_consensus::wire::max_message_size(validators, MAX_WIRE_BYTES)
 }
 
 /// The p2p namespace of a chain: connections are bound to it.
