@@ -96,8 +96,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let spec = plan.model.spec().clone();
     let fingerprint = c.fingerprint();
     let on_round = |record: &RoundRecord, outcome: &RoundOutcome| -> Result<()> {
-        let record = record.clone();
-        bar.suspend(|| eprintln!("{}", round_line(&record, c.rounds)));
+        bar.suspend(|| eprintln!("{}", round_line(record, c.rounds)));
         bar.inc(1);
         history.rounds.push(record.clone());
         if c.checkpoint_every > 0 && record.round.is_multiple_of(c.checkpoint_every) {

@@ -73,13 +73,7 @@ pub fn fedtask(args: FedtaskArgs, process_start: Instant) -> Result<()> {
     })?;
     let wall_rounds_s = rounds_start.elapsed().as_secs_f64();
     let round_wall_s: Vec<f64> = records.iter().map(|r| r.wall_s).collect();
-    let mut sorted = round_wall_s.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[n / 2]),
-        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    };
+    let median = Some(super::median(round_wall_s.clone())).filter(|m| m.is_finite());
     let last = records.last();
     let line = serde_json::json!({
         "framework": "dainet",

@@ -167,16 +167,14 @@ fn run(args: &LedgerArgs, root: &Path) -> Result<Value> {
     let cpu_s = children_cpu_seconds();
 
     // Agreement: every node's stored block at the lowest tip height.
+    let ledgers = spawned.iter().map(|s| LedgerDir::open_read_only(&s.dir)).collect::<Result<Vec<_>, _>>()?;
     let mut heights = Vec::with_capacity(n);
-    for s in &spawned {
-        let ledger = LedgerDir::open(&s.dir)?;
-        let tip = ledger.store().tip()?.map_or(0, |t| t.height);
-        heights.push(tip);
+    for ledger in &ledgers {
+        heights.push(ledger.store().tip()?.map_or(0, |t| t.height));
     }
     let common_height = heights.iter().copied().min().unwrap_or(0);
     let mut hashes = Vec::with_capacity(n);
-    for s in &spawned {
-        let ledger = LedgerDir::open(&s.dir)?;
+    for (s, ledger) in spawned.iter().zip(&ledgers) {
         let bytes = ledger
             .store()
             .block(common_height)?

@@ -65,7 +65,8 @@ struct RecorderSettings {
     fingerprint: String,
     task: String,
     strategy: String,
-    deadline_slack_ms: u64,
+    /// The coordinator's round timeout, for the `OpenRound` deadline.
+    round_timeout_ms: Option<u64>,
     /// θ_0.
     initial: Arc<Params>,
 }
@@ -91,11 +92,11 @@ struct Recorded {
     totals: LedgerTotals,
 }
 
-/// The updates the coordinator received in the open round, as the simulator's tap saw them.
+/// The updates the coordinator accepted in the open rounds, as the simulator's tap saw them.
 #[derive(Default)]
 pub struct ReceivedUpdates {
-    /// By (round, client): the parameters and example count of the first update received, the
-    /// one the coordinator judges (a second one from the same client is a duplicate).
+    /// By (round, client): the parameters and example count of the update the coordinator
+    /// accepted.
     updates: BTreeMap<(u32, ClientId), (Vec<f32>, u64)>,
 }
 
@@ -123,6 +124,12 @@ impl LedgerRecorder {
     /// devices are registered, on the recording thread.
     pub fn start(dir: &Path, plan: &Plan, initial: &Params) -> Result<Self> {
         let started = Instant::now();
+        if plan.secure.is_some() {
+            bail!(
+                "the ledger does not record secure-aggregation runs: the coordinator never sees the individual \
+                 updates it commits to"
+            );
+        }
         if dir.exists() {
             // Replace only what a previous run wrote: a ledger folder, never anything else.
             if LedgerDir::open(dir).is_err() {
@@ -140,7 +147,7 @@ impl LedgerRecorder {
             fingerprint: c.fingerprint(),
             task: format!("{:?} {}", c.dataset, plan.model.spec()).to_lowercase(),
             strategy: c.strategy.clone(),
-            deadline_slack_ms: c.round_timeout_ms.unwrap_or(0).saturating_add(60_000),
+            round_timeout_ms: c.round_timeout_ms,
             initial: Arc::new(initial.clone()),
         };
         let (queue, rounds) = sync_channel::<RoundInput>(Self::IN_FLIGHT);
@@ -236,7 +243,7 @@ pub fn execute_recorded(
 ) -> Result<(Arc<Params>, BTreeMap<u32, LedgerEntry>, LedgerTotals)> {
     let mut recorder = LedgerRecorder::start(dir, plan, &start.params)?;
     let received = recorder.received();
-    let tap = Box::new(move |round, client, update: &Update| received.borrow_mut().keep(round, client, update));
+    let tap = Box::new(move |round, client, update: Update| received.borrow_mut().keep(round, client, update));
     let delta = plan.config.dp_delta;
     let last = execute_tapped(plan, start, Some(tap), |record, outcome| {
         let metrics = [
@@ -266,10 +273,10 @@ impl Drop for LedgerRecorder {
 }
 
 impl ReceivedUpdates {
-    /// Keeps `update` of `client` for `round`, unless one from that client for that round came
-    /// first.
-    pub fn keep(&mut self, round: u32, client: ClientId, update: &Update) {
-        self.updates.entry((round, client)).or_insert_with(|| (update.params.clone(), update.num_examples));
+    /// Keeps `update` of `client` for `round`, one the coordinator accepted (it accepts one per
+    /// client and round).
+    pub fn keep(&mut self, round: u32, client: ClientId, update: Update) {
+        self.updates.insert((round, client), (update.params, update.num_examples));
     }
 
     /// The updates received for `round`, by client; forgets those of `round` and earlier.

@@ -19,11 +19,10 @@ use dainet_agg::robust::squared_distance;
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
 use dainet_core::Params;
 use dainet_ledger::blob::DirBlobs;
-use dainet_ledger::chain::Chain;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::{Keypair, NodeId};
-use dainet_ledger::round_record::{RoundCommitments, UpdateCommitment};
+use dainet_ledger::round_record::{deadline_ms, RoundCommitments, UpdateCommitment};
 use dainet_ledger::store::RedbStore;
 use dainet_ledger::tx::{ChainId, Metric, Transaction, TxBody};
 use dainet_ml::model_file::model_bytes;
@@ -164,7 +163,7 @@ impl RoundLedger {
             round: u64::from(r),
             task: self.settings.task.clone(),
             strategy: self.settings.strategy.clone(),
-            deadline_ms: submitted_ms.saturating_add(self.settings.deadline_slack_ms),
+            deadline_ms: deadline_ms(submitted_ms, self.settings.round_timeout_ms),
             participants,
             updates: commitments,
             aggregate,
@@ -206,7 +205,7 @@ impl RoundLedger {
 
     /// Stops the validators, syncs the blobs, and writes the longest finalized chain among the
     /// running validators (the one sure to hold every committed round) to the folder's
-    /// `ledger.redb`, re-checking every block as it is appended.
+    /// `ledger.redb` as its validator stored it (the validators checked every block).
     pub(super) fn finish(mut self) -> Result<LedgerTotals> {
         let started = Instant::now();
         let finished = self.ledger.finish().context("stopping the ledger")?;
@@ -217,13 +216,9 @@ impl RoundLedger {
         let sync_started = Instant::now();
         self.writer.finish()?.sync()?;
         self.blob_s += sync_started.elapsed().as_secs_f64();
-        let mut chain = Chain::create(self.store, source.genesis().clone())?;
-        let blocks = (1..=source.head().height)
-            .map(|height| {
-                source.block(height)?.with_context(|| format!("validator {}: no block {height}", finished.validator))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        chain.append_all(blocks).context("writing the blocks")?;
+        let chain = source
+            .copy_into(self.store)
+            .with_context(|| format!("writing validator {}'s blocks", finished.validator))?;
         self.total_s += started.elapsed().as_secs_f64();
         Ok(LedgerTotals {
             height: chain.head().height,

@@ -537,6 +537,23 @@ impl<S: BlockStore> Chain<S> {
         Ok(head)
     }
 
+    /// This chain written into the empty `store`: the genesis, then every block's stored bytes
+    /// in one durable step ([`BlockStore::put_blocks`]). Returns the chain over `store`. Nothing is
+    /// checked again: every block was checked when this chain took it.
+    pub fn copy_into<T: BlockStore>(&self, store: T) -> Result<Chain<T>, ChainError> {
+        let mut copy = Chain::create(store, self.genesis.clone())?;
+        let mut blocks = Vec::new();
+        for height in 1..=self.head.height {
+            let bytes = self.store.block(height)?.ok_or(StoreFault::MissingBlock { height })?;
+            let hash = Block::decode(&bytes).map_err(|source| StoreFault::UndecodableBlock { height, source })?.hash();
+            blocks.push((height, hash, bytes));
+        }
+        copy.store.put_blocks(&blocks)?;
+        copy.state = self.state.clone();
+        copy.head = self.head;
+        Ok(copy)
+    }
+
     /// The stored block at `height`, decoded.
     pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
         match self.store.block(height)? {

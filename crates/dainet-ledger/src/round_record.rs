@@ -19,6 +19,16 @@ use crate::hash::Digest;
 use crate::identity::{Keypair, NodeId};
 use crate::tx::{ChainId, Metric, Transaction, TxBody};
 
+/// Slack added to a round's own timeout for its `OpenRound` deadline: commitments reach the
+/// ledger after the round closes, through consensus, so the deadline must outlast the round.
+pub const DEADLINE_SLACK_MS: u64 = 60_000;
+
+/// The `OpenRound` deadline for a round recorded at block time `opened_ms` whose coordinator
+/// waits at most `round_timeout_ms` for updates (none: no timeout of its own).
+pub fn deadline_ms(opened_ms: u64, round_timeout_ms: Option<u64>) -> u64 {
+    opened_ms.saturating_add(round_timeout_ms.unwrap_or(0)).saturating_add(DEADLINE_SLACK_MS)
+}
+
 /// One participant's update, as the ledger commits to it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpdateCommitment {

@@ -308,3 +308,20 @@ fn presigned_skips_only_the_transactions_named() {
     let after = check_next_presigned(state, &head, &block, Some(&both)).unwrap();
     assert_eq!(after.root(), block.state_root);
 }
+
+/// `copy_into` writes the same bytes: the copy opens (replaying every rule) to the same head and
+/// state, and refuses a store that already holds a chain.
+#[test]
+fn copy_into_writes_the_same_chain_byte_for_byte() {
+    let (_, chain, _) = chain_with_rounds(3);
+    let copy = chain.copy_into(MemStore::new()).unwrap();
+    assert_eq!(copy.head(), chain.head());
+    for height in 0..=chain.head().height {
+        assert_eq!(copy.store().block(height).unwrap(), chain.store().block(height).unwrap(), "height={height}");
+    }
+    let reopened = Chain::open(copy.into_store()).unwrap();
+    assert_eq!(reopened.head(), chain.head());
+    assert_eq!(reopened.state().root(), chain.state().root());
+    let full = chain.copy_into(MemStore::new()).unwrap().into_store();
+    assert!(matches!(chain.copy_into(full), Err(ChainError::NotEmpty { .. })));
+}

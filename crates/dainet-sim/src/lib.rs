@@ -210,7 +210,7 @@ pub struct Simulator<'a> {
 
 /// A callback that sees `(round, client, update)` for every plain update the coordinator receives,
 /// before the coordinator validates it.
-pub type UpdateTap<'a> = Box<dyn FnMut(u32, ClientId, &Update) + 'a>;
+pub type UpdateTap<'a> = Box<dyn FnMut(u32, ClientId, Update) + 'a>;
 
 impl<'a> Simulator<'a> {
     /// A simulation of `coordinator` with the clients of `federation` over `network`.
@@ -228,9 +228,9 @@ impl<'a> Simulator<'a> {
         }
     }
 
-    /// Calls `tap` with every plain update as it reaches the coordinator, in delivery order and
-    /// before the coordinator validates it — what an aggregator's ledger recorder sees (it learns
-    /// from the round's outcome which ones were folded in). Secure aggregation delivers only the
+    /// Calls `tap` with every plain update the coordinator accepts, in delivery order — what an
+    /// aggregator's ledger recorder commits to. The coordinator decides: an update it refuses
+    /// (malformed, late, a duplicate) never reaches the tap. Secure aggregation delivers only the
     /// masked sum, so the tap sees nothing then.
     pub fn with_update_tap(mut self, tap: UpdateTap<'a>) -> Self {
         self.update_tap = Some(tap);
@@ -419,10 +419,13 @@ impl<'a> Simulator<'a> {
             // A refused update is counted in the round's outcome; the round goes on.
             let _ = match arrival.payload {
                 Payload::Update(client, update) => {
-                    if let Some(tap) = self.update_tap.as_mut() {
-                        tap(arrival.round, client, &update);
+                    // The coordinator consumes the update; the tap gets a copy once it is accepted.
+                    let copy = self.update_tap.is_some().then(|| update.clone());
+                    let handled = self.coordinator.handle_update(self.now, client, arrival.round, update);
+                    if let (Ok(()), Some(copy), Some(tap)) = (&handled, copy, self.update_tap.as_mut()) {
+                        tap(arrival.round, client, copy);
                     }
-                    self.coordinator.handle_update(self.now, client, arrival.round, update)
+                    handled
                 }
                 Payload::Aggregate(aggregate) => {
                     self.coordinator.handle_secure_aggregate(self.now, arrival.round, aggregate)
