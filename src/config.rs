@@ -584,14 +584,8 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&self.dropout_after_masking) {
             bail!("dropout_after_masking = {} is outside [0, 1]", self.dropout_after_masking);
         }
-        if self.secagg && self.dp_adaptive_clip {
-            bail!("adaptive clipping needs the count of unclipped clients, which secure aggregation hides; use a fixed --dp-clip-norm");
-        }
         if self.carry_momentum && self.momentum == 0.0 {
             bail!("carry_momentum needs client momentum (--momentum, e.g. 0.9)");
-        }
-        if self.min_updates == 0 {
-            bail!("min_updates = 0: a round needs at least one update");
         }
         if !(self.backdoor_fraction > 0.0 && self.backdoor_fraction <= 1.0) {
             bail!("backdoor_fraction = {} is outside (0, 1]", self.backdoor_fraction);

@@ -2,7 +2,6 @@
 //! strategy and faults, with every check that depends on the data made before anything runs.
 
 use crate::config::{AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, RunConfig};
-use crate::run::Privacy;
 use anyhow::{bail, Context, Result};
 use dainet_agg::dp::{Clipping, DpConfig, NoisePlacement};
 use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
@@ -13,8 +12,8 @@ use dainet_ml::data::partition::{natural_client_ids, partition, Partition, Parti
 use dainet_ml::data::poison::{triggered_test_set, Trigger};
 use dainet_ml::data::synthetic::{generate, SyntheticConfig};
 use dainet_ml::{evaluate, Dataset, Evaluation, Model, ModelSpec};
+use dainet_protocol::{PrivacyConfig, RoundConfig, SecureConfig};
 use dainet_sim::faults::{Attack, Faults};
-use dainet_sim::secure::SecureAggregation;
 use std::path::Path;
 
 const MNIST_IMAGES: &[u8] = include_bytes!("../data/mnist/mnist10k-images-idx3-ubyte.gz");
@@ -35,8 +34,8 @@ pub struct Plan {
     pub faults: Faults,
     /// The test set with the backdoor trigger (backdoor attack only).
     pub triggered_test: Option<Dataset>,
-    /// SecAgg+ settings, if rounds are securely aggregated.
-    pub secure: Option<SecureAggregation>,
+    /// The round protocol's settings, checked by [`RoundConfig::validate`].
+    pub rounds: RoundConfig,
 }
 
 /// Loads the configured dataset and splits off the test set (the last `test_fraction`).
@@ -130,11 +129,38 @@ pub fn plan(config: RunConfig) -> Result<Plan> {
     let per_round = config.clients_per_round(partition.num_clients()) as usize;
     let strategy = strategy_config(&config, per_round)?;
     let (faults, triggered_test) = faults(&config, &train, &test, partition.num_clients(), per_round)?;
-    let secure = secure_aggregation(&config, &strategy, per_round)?;
-    let plan = Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test, secure };
-    // A privacy budget that cannot cover even the first round is refused before any output.
-    Privacy::new(&plan, 1)?;
-    Ok(plan)
+    let rounds = round_config(&config, &partition, per_round as u32);
+    // Every check the protocol makes, before any output: round sizes, the strategy's minimum,
+    // secure aggregation, a privacy budget that cannot cover even the first round.
+    rounds.validate(&strategy, 1)?;
+    Ok(Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test, rounds })
+}
+
+/// The round protocol's settings for `config` over `partition`.
+fn round_config(c: &RunConfig, partition: &Partition, per_round: u32) -> RoundConfig {
+    // The largest weight an input to secure aggregation carries: the largest client's
+    // example count (what the simulator knows; a deployment states it in the task).
+    let max_weight = (0..partition.num_clients()).map(|k| partition.client(k).len()).max().unwrap_or(1);
+    let secure = c.secagg.then(|| {
+        SecureConfig::new(
+            per_round,
+            c.secagg_num_shares,
+            c.secagg_threshold,
+            c.secagg_clipping_range,
+            c.secagg_quantization_range,
+            u32::try_from(max_weight).unwrap_or(u32::MAX),
+        )
+    });
+    RoundConfig {
+        task_seed: c.seed,
+        num_clients: partition.num_clients() as u32,
+        clients_per_round: per_round,
+        rounds: c.rounds,
+        round_timeout_ms: c.round_timeout_ms,
+        min_updates: c.min_updates,
+        secure,
+        privacy: c.dp_noise_multiplier.map(|_| PrivacyConfig { delta: c.dp_delta, budget: c.dp_epsilon }),
+    }
 }
 
 /// The strategy the config names, with the defaults that depend on the round size.
@@ -172,57 +198,9 @@ fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
         },
         clients_per_round: per_round,
     });
-    if c.min_updates as usize > per_round {
-        bail!(
-            "min_updates = {} is more than the {per_round} clients sampled per round, so no round could \
-             aggregate; lower --min-updates or raise --fraction",
-            c.min_updates
-        );
-    }
     // Build it once to check every setting before any data moves.
-    let built = Strategy::new(strategy.clone(), c.seed)?;
-    if built.min_updates() > per_round {
-        bail!(
-            "strategy {} needs at least {} updates per round, but only {per_round} clients are sampled \
-             (raise --fraction or lower --robust-f)",
-            strategy.describe(),
-            built.min_updates()
-        );
-    }
+    Strategy::new(strategy.clone(), c.seed)?;
     Ok(strategy)
-}
-
-/// SecAgg+ settings for rounds of `per_round` clients, if the config asks for it.
-fn secure_aggregation(c: &RunConfig, strategy: &StrategyConfig, per_round: usize) -> Result<Option<SecureAggregation>> {
-    if !c.secagg {
-        return Ok(None);
-    }
-    if strategy.rule != dainet_agg::strategy::Rule::Mean || strategy.bucket_size.is_some() {
-        bail!(
-            "secure aggregation reveals only the sum, so it works with mean-based strategies \
-             (fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad), not {}",
-            strategy.describe()
-        );
-    }
-    if per_round < 2 {
-        bail!("secure aggregation needs at least 2 clients per round (raise --fraction)");
-    }
-    // k ≈ log2 m neighbours, even (Bell et al.: O(log n)); threshold just over half.
-    let k = {
-        let k = (per_round as f64).log2().round() as u32;
-        k + k % 2
-    };
-    let shares = c.secagg_num_shares.unwrap_or(k + 1).min(per_round as u32);
-    let threshold = c.secagg_threshold.unwrap_or(shares / 2 + 1);
-    Ok(Some(SecureAggregation {
-        num_shares: shares,
-        reconstruction_threshold: threshold,
-        clipping_range: c.secagg_clipping_range,
-        quantization_range: c.secagg_quantization_range,
-        dropout_after_masking: c.dropout_after_masking,
-        stage_timeout_ms: 1000,
-        dp: strategy.dp.clone(),
-    }))
 }
 
 /// The faults the config asks for, and the triggered test set of a backdoor attack.
@@ -266,7 +244,14 @@ fn faults(
     if let Some(a) = &attack {
         a.validate().map_err(anyhow::Error::msg)?;
     }
-    Ok((Faults { byzantine, attack, straggler_fraction: c.stragglers, dropout_fraction: c.dropouts }, triggered))
+    let faults = Faults {
+        byzantine,
+        attack,
+        straggler_fraction: c.stragglers,
+        dropout_fraction: c.dropouts,
+        dropout_after_masking: c.dropout_after_masking,
+    };
+    Ok((faults, triggered))
 }
 
 impl Plan {
@@ -333,10 +318,10 @@ impl Plan {
         if c.dropouts > 0.0 {
             parts.push(format!("dropouts {}", c.dropouts));
         }
-        if let Some(sa) = &self.secure {
+        if let Some(sa) = &self.rounds.secure {
             parts.push(format!(
                 "SecAgg+ (shares {}, threshold {}, dropout after masking {})",
-                sa.num_shares, sa.reconstruction_threshold, sa.dropout_after_masking
+                sa.num_shares, sa.reconstruction_threshold, c.dropout_after_masking
             ));
         }
         if parts.is_empty() {

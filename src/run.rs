@@ -1,14 +1,14 @@
-//! Running a planned federation: [`execute`] drives the sans-IO coordinator with the
-//! simulator, evaluates the global model centrally after every round, and accounts for the
-//! privacy spent when differential privacy is on. Shared by `simulate` and the benchmarks.
+//! Running a planned federation: [`execute`] drives the sans-IO coordinator and trainers with
+//! the simulator and evaluates the global model centrally after every round. Shared by
+//! `simulate` and the benchmarks. Every protocol decision (privacy accounting and the budget
+//! stop included) is the coordinator's; this module only turns its outcomes into records.
 
 use crate::plan::Plan;
 use anyhow::{bail, Result};
 use dainet_agg::strategy::Strategy;
 use dainet_core::Params;
 use dainet_ml::{evaluate, SgdConfig};
-use dainet_privacy::accountant::{default_orders, Conversion, RdpAccountant};
-use dainet_protocol::round::{Coordinator, RoundConfig, RoundOutcome};
+use dainet_protocol::{Coordinator, Finish, RoundOutcome};
 use dainet_sim::faults::RoundFaults;
 use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator, UpdateTap};
 use serde::{Deserialize, Serialize};
@@ -28,9 +28,14 @@ pub struct RoundRecord {
     pub not_aggregated_because: Option<String>,
     pub contributors: usize,
     pub missing: usize,
-    pub examples: u64,
-    /// Updates refused, by reason.
+    /// Σ n_k over the contributors; `None` under secure aggregation with differential privacy
+    /// (the coordinator cannot know it).
+    pub examples: Option<u64>,
+    /// Messages refused, by reason.
     pub rejected: std::collections::BTreeMap<String, u32>,
+    /// Input values clipped to secure aggregation's range (used, not refused).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clipped_values: u64,
     /// Wall seconds from the end of the previous round's evaluation to the end of this one's.
     pub wall_s: f64,
     /// Virtual (simulated) time when the round closed, in milliseconds.
@@ -41,6 +46,9 @@ pub struct RoundRecord {
     pub backdoor_success: Option<f64>,
     /// The (ε, δ = dp_delta) spent so far, classic RDP conversion (differential privacy only).
     pub epsilon: Option<f64>,
+    /// What this round added to `epsilon` (the rounds' values sum to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon_round: Option<f64>,
     /// The same with the tighter conversion of Balle et al. 2020.
     pub epsilon_tight: Option<f64>,
     /// The clipping norm the next round uses (differential privacy only).
@@ -48,6 +56,10 @@ pub struct RoundRecord {
     /// Where the round landed in the ledger (when one is recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerEntry>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where a round's transactions landed.
@@ -85,55 +97,6 @@ impl Start {
     }
 }
 
-/// Privacy accounting of a DP run: the RDP of every round so far, and the budget.
-pub(crate) struct Privacy {
-    accountant: RdpAccountant,
-    q: f64,
-    z: f64,
-    delta: f64,
-    budget: Option<f64>,
-}
-
-impl Privacy {
-    /// The accountant of `plan`, with the rounds before `first_round` already composed.
-    pub(crate) fn new(plan: &Plan, first_round: u32) -> Result<Option<Self>> {
-        let Some(dp) = &plan.strategy.dp else { return Ok(None) };
-        let c = &plan.config;
-        // Each round samples m of K clients; the accountant assumes Poisson sampling with
-        // q = m/K, the usual approximation for fixed-size sampling.
-        let q = dp.clients_per_round as f64 / plan.partition.num_clients() as f64;
-        let mut accountant = RdpAccountant::new(default_orders())?;
-        if first_round > 1 {
-            accountant.compose(q, dp.noise_multiplier, u64::from(first_round - 1))?;
-        }
-        let privacy = Self { accountant, q, z: dp.noise_multiplier, delta: c.dp_delta, budget: c.dp_epsilon };
-        if let Some(budget) = privacy.budget {
-            let next = privacy.accountant.epsilon_after(q, privacy.z, 1, privacy.delta, Conversion::Classic)?;
-            if next > budget {
-                bail!(
-                    "the privacy budget ε = {budget} does not cover round {first_round} (it would reach ε = {next:.4} \
-                     at δ = {}); raise --dp-epsilon or --dp-noise-multiplier",
-                    privacy.delta
-                );
-            }
-        }
-        Ok(Some(privacy))
-    }
-
-    /// Composes one round; returns (ε classic, ε tight, whether the next round would exceed
-    /// the budget).
-    fn round(&mut self) -> Result<(f64, f64, bool)> {
-        self.accountant.compose(self.q, self.z, 1)?;
-        let eps = self.accountant.epsilon(self.delta, Conversion::Classic)?;
-        let tight = self.accountant.epsilon(self.delta, Conversion::Tight)?;
-        let stop = match self.budget {
-            Some(budget) => self.accountant.epsilon_after(self.q, self.z, 1, self.delta, Conversion::Classic)? > budget,
-            None => false,
-        };
-        Ok((eps, tight, stop))
-    }
-}
-
 /// Runs rounds `start.first_round ..= config.rounds`, calling `on_round` with each round's
 /// record and outcome (global model, server state). An error from `on_round` stops the run
 /// and is returned. Returns the final global model.
@@ -161,20 +124,8 @@ pub fn execute_tapped(
     if let Some(norm) = dp_clip_norm {
         strategy.restore_dp_clip_norm(norm);
     }
-    let mut privacy = Privacy::new(plan, first_round)?;
-    let mut out_of_budget = false;
     let c = &plan.config;
-    let num_clients = plan.partition.num_clients();
-    let per_round = c.clients_per_round(num_clients);
-    let round_config = RoundConfig {
-        task_seed: c.seed,
-        num_clients: num_clients as u32,
-        clients_per_round: per_round,
-        rounds: c.rounds,
-        round_timeout_ms: c.round_timeout_ms,
-        min_updates: c.min_updates,
-    };
-    let coordinator = Coordinator::new(round_config, strategy, start.clone(), first_round)?;
+    let coordinator = Coordinator::new(plan.rounds.clone(), strategy, start.clone(), first_round)?;
     let sgd = SgdConfig {
         learning_rate: c.lr as f32,
         momentum: c.momentum as f32,
@@ -191,7 +142,6 @@ pub fn execute_tapped(
         task_seed: c.seed,
         faults: plan.faults.clone(),
         carry_momentum: c.carry_momentum,
-        secure: plan.secure.clone(),
     };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
     if let Some(tap) = tap {
@@ -202,14 +152,6 @@ pub fn execute_tapped(
     let mut round_start = Instant::now();
     let end = sim.run(|outcome: &RoundOutcome, faults: &RoundFaults| {
         let eval = plan.evaluate(outcome.params.values());
-        let (epsilon, epsilon_tight, stop) = match privacy.as_mut().map(Privacy::round) {
-            Some(Ok((e, t, stop))) => (Some(e), Some(t), stop),
-            Some(Err(e)) => {
-                error = Some(e);
-                return std::ops::ControlFlow::Break(());
-            }
-            None => (None, None, false),
-        };
         let backdoor_success =
             plan.triggered_test.as_ref().map(|t| evaluate(plan.model.as_ref(), outcome.params.values(), t).accuracy);
         let record = RoundRecord {
@@ -217,18 +159,20 @@ pub fn execute_tapped(
             accuracy: eval.accuracy,
             loss: eval.loss,
             train_loss: outcome.train_loss,
-            aggregated: outcome.aggregated,
-            not_aggregated_because: outcome.not_aggregated_because.clone(),
+            aggregated: outcome.aggregated(),
+            not_aggregated_because: outcome.not_aggregated.as_ref().map(ToString::to_string),
             contributors: outcome.contributors.len(),
             missing: outcome.missing.len(),
             examples: outcome.examples,
             rejected: outcome.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            clipped_values: outcome.clipped_values,
             wall_s: round_start.elapsed().as_secs_f64(),
             virtual_ms: outcome.closed_at.0,
             faults: faults.clone(),
             backdoor_success,
-            epsilon,
-            epsilon_tight,
+            epsilon: outcome.privacy.map(|p| p.epsilon),
+            epsilon_round: outcome.privacy.map(|p| p.epsilon_round),
+            epsilon_tight: outcome.privacy.map(|p| p.epsilon_tight),
             dp_clip_norm: outcome.dp_clip_norm,
             ledger: None,
         };
@@ -236,10 +180,6 @@ pub fn execute_tapped(
         let result = on_round(&record, outcome);
         round_start = Instant::now();
         match result {
-            Ok(()) if stop => {
-                out_of_budget = true;
-                std::ops::ControlFlow::Break(())
-            }
             Ok(()) => std::ops::ControlFlow::Continue(()),
             Err(e) => {
                 error = Some(e);
@@ -251,14 +191,13 @@ pub fn execute_tapped(
         return Err(e);
     }
     match end {
-        SimEnd::Finished => Ok(last),
-        SimEnd::Stopped if out_of_budget => {
-            eprintln!(
-                "stopped: one more round would exceed the privacy budget ε = {}",
-                plan.config.dp_epsilon.unwrap_or(0.0)
-            );
+        SimEnd::Finished(Finish::LastRound) => Ok(last),
+        SimEnd::Finished(Finish::PrivacyBudget { budget, would_reach }) => {
+            eprintln!("stopped: one more round would exceed the privacy budget ε = {budget} (it would reach {would_reach:.4})");
             Ok(last)
         }
+        SimEnd::Finished(Finish::Accounting(why)) => bail!("privacy accounting failed: {why}"),
+        SimEnd::Finished(why) => bail!("the coordinator finished: {why:?}"),
         SimEnd::Stopped => bail!("the run was stopped"),
         SimEnd::Stalled => {
             bail!("the simulation stalled: no update in flight and no deadline set (a bug; please report it)")

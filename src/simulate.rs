@@ -14,7 +14,7 @@ use crate::run::{execute, LedgerEntry, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
-use dainet_protocol::round::RoundOutcome;
+use dainet_protocol::RoundOutcome;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use dainet_core::Params;
 use dainet_ledger::folder::LedgerDir;
 use dainet_ml::ModelSpec;
-use dainet_protocol::round::{RoundOutcome, Update};
+use dainet_protocol::{RoundOutcome, Update};
 use dainet_protocol::ClientId;
 use round::RoundLedger;
 use std::cell::RefCell;
@@ -124,7 +124,7 @@ impl LedgerRecorder {
     /// devices are registered, on the recording thread.
     pub fn start(dir: &Path, plan: &Plan, initial: &Params) -> Result<Self> {
         let started = Instant::now();
-        if plan.secure.is_some() {
+        if plan.rounds.secure.is_some() {
             bail!(
                 "the ledger does not record secure-aggregation runs: the coordinator never sees the individual \
                  updates it commits to"
@@ -199,7 +199,7 @@ impl LedgerRecorder {
             round: outcome.round,
             contributors: outcome.contributors.clone(),
             missing: outcome.missing.clone(),
-            aggregated: outcome.aggregated,
+            aggregated: outcome.aggregated(),
             params: Arc::clone(&outcome.params),
             updates,
             metrics: metrics.iter().map(|(name, value)| (name.to_string(), *value)).collect(),
@@ -250,7 +250,7 @@ pub fn execute_recorded(
             ("accuracy", record.accuracy),
             ("loss", record.loss),
             ("train_loss", record.train_loss),
-            ("examples", record.examples as f64),
+            ("examples", record.examples.map_or(f64::NAN, |n| n as f64)),
         ];
         recorder.record(outcome, &metrics, record.epsilon.map(|e| (e, delta)))?;
         on_round(record, outcome)
@@ -328,16 +328,17 @@ mod tests {
         let outcome = RoundOutcome {
             round: 1,
             params: Arc::new(initial.clone()),
-            aggregated: true,
-            not_aggregated_because: None,
+            not_aggregated: None,
             contributors: vec![ClientId(3)],
             missing: Vec::new(),
-            examples: 80,
+            examples: Some(80),
             train_loss: 1.0,
             rejected: Vec::new(),
+            clipped_values: 0,
             closed_at: Time(100),
             server_state: None,
             dp_clip_norm: None,
+            privacy: None,
         };
         let mut error = None;
         // The hand-over that finds the thread stopped, or else `finish`, says why.

@@ -1,7 +1,7 @@
 //! Why an update or a set of updates cannot be aggregated.
 
 /// An update that cannot be aggregated.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
 pub enum AggregationError {
     /// The update's length differs from the model's.

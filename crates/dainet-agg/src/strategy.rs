@@ -242,6 +242,12 @@ impl StrategyConfig {
         })
     }
 
+    /// Minimum updates a round needs for the rule to be defined (e.g. 4f + 3 for Bulyan),
+    /// counted after bucketing.
+    pub fn min_updates(&self) -> usize {
+        self.rule.min_updates() * self.bucket_size.unwrap_or(1)
+    }
+
     /// A one-line description, e.g. `bulyan(f=2) + clip(5) + bucketing(2)`.
     pub fn describe(&self) -> String {
         let mut text = format!("{} [{}", self.name, self.rule.name());
@@ -327,7 +333,7 @@ impl Strategy {
     /// Minimum updates a round needs for the rule to be defined (e.g. 4f + 3 for Bulyan),
     /// counted after bucketing.
     pub fn min_updates(&self) -> usize {
-        self.config.rule.min_updates() * self.config.bucket_size.unwrap_or(1)
+        self.config.min_updates()
     }
 
     /// The clipping norm the next round uses (differential privacy only).

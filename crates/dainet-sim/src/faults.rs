@@ -105,6 +105,9 @@ pub struct Faults {
     pub straggler_fraction: f64,
     /// Probability that a client drops out of a round.
     pub dropout_fraction: f64,
+    /// Probability that a client falls silent after sending its masked input (secure
+    /// aggregation only).
+    pub dropout_after_masking: f64,
 }
 
 impl Faults {
@@ -121,6 +124,14 @@ impl Faults {
         self.dropout_fraction > 0.0
             && SplitMix64::stream(task_seed, Purpose::Dropout, u64::from(round), u64::from(client)).next_f64()
                 < self.dropout_fraction
+    }
+
+    /// Whether `client` falls silent in `round` once it has sent its masked input.
+    pub fn silent_after_masking(&self, task_seed: u64, round: u32, client: u32) -> bool {
+        self.dropout_after_masking > 0.0
+            && SplitMix64::stream(task_seed, Purpose::DropoutAfterMasking, u64::from(round), u64::from(client))
+                .next_f64()
+                < self.dropout_after_masking
     }
 
     /// The epochs `client` runs in `round`: `epochs`, or a uniform number in `[1, epochs]` if it
@@ -152,8 +163,6 @@ pub struct RoundFaults {
     pub stragglers: usize,
     /// Clients that never answered.
     pub dropouts: usize,
-    /// Why the round's secure aggregation failed, if it did.
-    pub secure_aggregation_failed: Option<String>,
 }
 
 #[cfg(test)]

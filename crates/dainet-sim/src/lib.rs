@@ -1,15 +1,19 @@
 //! Run many virtual nodes on one clock from one seed.
 //!
-//! The [`Simulator`] drives the very [`Coordinator`] a networked node runs, with clients that
-//! train in-process: it carries out each [`Action`], delivers each update after a simulated
-//! network delay on a virtual clock, and fires the coordinator's timers when the clock
-//! reaches them.
+//! The [`Simulator`] drives the very [`Coordinator`] and [`Trainer`]s a networked node runs:
+//! it carries every message between them after a simulated network delay on a virtual clock,
+//! fires the coordinator's timers when the clock reaches them, and is the trainers' host — it
+//! trains them in-process on their share of the data when they ask. It makes no protocol
+//! decision: sampling, validation, secure aggregation, privacy accounting and when a round
+//! closes are the state machines'. What it adds are the faults of an evaluation (Byzantine
+//! clients and their attacks, stragglers, dropouts; see [`faults`]).
 //!
 //! # Guarantees
-//! - **Determinism.** The clients of a round train in parallel on rayon's pool, but results
-//!   are collected in request order and delivered in `(arrival time, sequence number)`
-//!   order, and every random choice comes from a seeded stream; so the same seed gives the
-//!   same bytes whatever the thread count.
+//! - **Determinism.** Messages due at the same virtual time reach the trainers together, and
+//!   the trainers handle them (and train) in parallel on rayon's pool; what they send is
+//!   collected in client order and delivered in `(arrival time, sequence number)` order, and
+//!   every random choice comes from a seeded stream. So the same seed gives the same bytes
+//!   whatever the thread count.
 //! - **No wall clock.** Virtual time only advances to the next arrival or deadline; wall-clock
 //!   timings are the caller's to take.
 //!
@@ -19,7 +23,7 @@
 //! use dainet_ml::data::partition::{partition, PartitionScheme};
 //! use dainet_ml::{Dataset, ModelSpec, SgdConfig};
 //! use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
-//! use dainet_protocol::round::{Coordinator, RoundConfig};
+//! use dainet_protocol::{Coordinator, RoundConfig};
 //! use dainet_sim::{faults::Faults, Federation, NetworkModel, SimEnd, Simulator};
 //!
 //! // 200 examples of 2 features: class 0 near (-1, -1), class 1 near (1, 1).
@@ -31,13 +35,13 @@
 //!
 //! let rounds = RoundConfig {
 //!     task_seed: 1, num_clients: 10, clients_per_round: 3, rounds: 3,
-//!     round_timeout_ms: None, min_updates: 1,
+//!     round_timeout_ms: None, min_updates: 1, secure: None, privacy: None,
 //! };
 //! let fedavg = Strategy::new(StrategyConfig::named("fedavg", &RobustParams::default()).unwrap(), 1).unwrap();
 //! let coordinator = Coordinator::new(rounds, fedavg, model.init(1), 1).unwrap();
 //! let federation = Federation {
 //!     model: model.as_ref(), train: &data, partition: &part, sgd: SgdConfig::default(), task_seed: 1,
-//!     faults: Faults::default(), carry_momentum: false, secure: None,
+//!     faults: Faults::default(), carry_momentum: false,
 //! };
 //! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default());
 //! let mut closed = Vec::new();
@@ -45,7 +49,7 @@
 //!     closed.push((outcome.round, outcome.contributors.len()));
 //!     std::ops::ControlFlow::Continue(())
 //! });
-//! assert_eq!(end, SimEnd::Finished);
+//! assert_eq!(end, SimEnd::Finished(dainet_protocol::Finish::LastRound));
 //! assert_eq!(closed, vec![(1, 3), (2, 3), (3, 3)]);
 //! assert_eq!(sim.now().0, 300); // three round trips of 2 x 50 ms
 //! ```
@@ -54,20 +58,20 @@
 #![deny(missing_docs)]
 
 pub mod faults;
-pub mod secure;
 
 use dainet_agg::attack;
 use dainet_core::{Purpose, SplitMix64};
 use dainet_ml::data::poison::{backdoor_dataset, flip_labels};
 use dainet_ml::data::Partition;
 use dainet_ml::{train_local_with_momentum, Dataset, Model, Scratch, SgdConfig};
-use dainet_protocol::round::{Action, Coordinator, RoundOutcome, SecureAggregate, TrainRequest, Update};
-use dainet_protocol::{ClientId, Time};
+use dainet_protocol::{
+    Action, ClientId, Coordinator, Finish, RoundOutcome, Time, ToCoordinator, ToTrainer, TrainRequest, Trainer,
+    TrainerAction, Update,
+};
 use faults::{Attack, Faults, RoundFaults};
 use rayon::prelude::*;
-use secure::{secure_round, SecureAggregation, SecureInput};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::ops::ControlFlow;
 
 /// The clients of a simulated federation: a model, their data and how they train.
@@ -87,8 +91,6 @@ pub struct Federation<'a> {
     /// Whether each client keeps its SGD momentum from one participation to the next
     /// (worker momentum; with `sgd.momentum > 0`). Off by default: momentum restarts each round.
     pub carry_momentum: bool,
-    /// Aggregate each round with SecAgg+ (the coordinator then sees only the sum). Off by default.
-    pub secure: Option<SecureAggregation>,
 }
 
 /// The simulated network between the coordinator and its clients.
@@ -149,75 +151,86 @@ fn train_client(fed: &Federation<'_>, req: &TrainRequest, scratch: &mut Scratch,
 }
 
 /// How the simulation ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SimEnd {
-    /// The coordinator finished its last round.
-    Finished,
+    /// The coordinator finished, for this reason.
+    Finished(Finish),
     /// The round callback asked to stop.
     Stopped,
     /// Nothing was in flight and no timer was set: the protocol cannot progress.
     Stalled,
 }
 
-/// What travels to the coordinator.
-enum Payload {
-    /// One client's update.
-    Update(ClientId, Update),
-    /// A round's updates, securely aggregated.
-    Aggregate(SecureAggregate),
+/// A message on the simulated network.
+enum Message {
+    ToTrainer(ClientId, ToTrainer),
+    /// From a trainer.
+    ToCoordinator(ClientId, ToCoordinator),
 }
 
-/// A message on its way to the coordinator.
-struct Arrival {
+/// A message on its way.
+struct Delivery {
     at: Time,
     seq: u64,
-    round: u32,
-    payload: Payload,
+    message: Message,
 }
 
-impl PartialEq for Arrival {
+impl PartialEq for Delivery {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
-impl Eq for Arrival {}
-impl PartialOrd for Arrival {
+impl Eq for Delivery {}
+impl PartialOrd for Delivery {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Arrival {
+impl Ord for Delivery {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 
-/// A coordinator and its in-process clients on a virtual clock.
+/// A coordinator and its trainers on a virtual clock.
 pub struct Simulator<'a> {
     federation: Federation<'a>,
     coordinator: Coordinator,
+    trainers: Vec<Trainer>,
     network: NetworkModel,
     now: Time,
-    in_flight: BinaryHeap<Reverse<Arrival>>,
+    in_flight: BinaryHeap<Reverse<Delivery>>,
     next_seq: u64,
     /// Faults of the rounds not yet closed, by round.
-    faults: std::collections::BTreeMap<u32, RoundFaults>,
+    faults: BTreeMap<u32, RoundFaults>,
     /// Each client's momentum, kept between its rounds when `carry_momentum` is on.
-    momentum: std::collections::BTreeMap<u32, Vec<f32>>,
-    /// Sees every plain update as it reaches the coordinator (see [`Simulator::with_update_tap`]).
+    momentum: BTreeMap<u32, Vec<f32>>,
+    /// Sees every plain update the coordinator accepts (see [`Simulator::with_update_tap`]).
     update_tap: Option<UpdateTap<'a>>,
 }
 
-/// A callback that sees `(round, client, update)` for every plain update the coordinator receives,
-/// before the coordinator validates it.
+/// A callback that sees `(round, client, update)` for every plain update the coordinator accepts.
 pub type UpdateTap<'a> = Box<dyn FnMut(u32, ClientId, Update) + 'a>;
 
+/// What one trainer did with the messages that reached it at one instant.
+#[derive(Default)]
+struct TrainerStep {
+    /// Training it asked its host for.
+    train: Option<TrainRequest>,
+    /// What it sent, in order.
+    sent: Vec<ToCoordinator>,
+}
+
 impl<'a> Simulator<'a> {
-    /// A simulation of `coordinator` with the clients of `federation` over `network`.
+    /// A simulation of `coordinator` with one [`Trainer`] per client of `federation` over
+    /// `network`.
     pub fn new(federation: Federation<'a>, coordinator: Coordinator, network: NetworkModel) -> Self {
+        let seed = federation.task_seed;
+        let trainers = (0..federation.partition.num_clients() as u32).map(|k| Trainer::new(ClientId(k), seed)).collect();
         Self {
             federation,
             coordinator,
+            trainers,
             network,
             now: Time(0),
             in_flight: BinaryHeap::new(),
@@ -230,8 +243,8 @@ impl<'a> Simulator<'a> {
 
     /// Calls `tap` with every plain update the coordinator accepts, in delivery order — what an
     /// aggregator's ledger recorder commits to. The coordinator decides: an update it refuses
-    /// (malformed, late, a duplicate) never reaches the tap. Secure aggregation delivers only the
-    /// masked sum, so the tap sees nothing then.
+    /// (malformed, late, a duplicate) never reaches the tap. Secure aggregation delivers no
+    /// individual update, so the tap sees nothing then.
     pub fn with_update_tap(mut self, tap: UpdateTap<'a>) -> Self {
         self.update_tap = Some(tap);
         self
@@ -252,37 +265,164 @@ impl<'a> Simulator<'a> {
     pub fn run(&mut self, mut on_round: impl FnMut(&RoundOutcome, &RoundFaults) -> ControlFlow<()>) -> SimEnd {
         self.coordinator.handle_start(self.now);
         loop {
-            let mut requests = Vec::new();
             while let Some(action) = self.coordinator.poll_action() {
                 match action {
-                    Action::Train(request) => requests.push(request),
+                    Action::Send { to, message } => self.send_to_trainer(to, message),
                     Action::RoundClosed(outcome) => {
                         let faults = self.faults.remove(&outcome.round).unwrap_or_default();
                         if on_round(&outcome, &faults).is_break() {
                             return SimEnd::Stopped;
                         }
                     }
-                    Action::Finished => return SimEnd::Finished,
+                    Action::Finished(why) => return SimEnd::Finished(why),
+                    // Refusals are counted in the round's outcome.
+                    Action::Accepted(_) | Action::Rejected { .. } => {}
                 }
             }
-            self.train(requests);
             if !self.step() {
                 return SimEnd::Stalled;
             }
         }
     }
 
-    /// Trains the requested clients in parallel, applies the faults, and puts the updates in
-    /// flight.
-    fn train(&mut self, requests: Vec<TrainRequest>) {
+    fn send(&mut self, at: Time, message: Message) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.push(Reverse(Delivery { at, seq, message }));
+    }
+
+    /// Puts a coordinator's message to `to` in flight, unless `to` drops out of the round (it
+    /// then never gets the request and never answers).
+    fn send_to_trainer(&mut self, to: ClientId, message: ToTrainer) {
         let fed = &self.federation;
-        let seed = fed.task_seed;
-        let (round, sampled) = (requests.first().map(|r| r.round), requests.len());
-        // Dropouts never answer; the round closes at its deadline without them.
-        let requests: Vec<TrainRequest> =
-            requests.into_iter().filter(|r| !fed.faults.drops_out(seed, r.round, r.client.0)).collect();
+        if let ToTrainer::Train(request) = &message {
+            let round = request.round;
+            if fed.faults.drops_out(fed.task_seed, round, to.0) {
+                self.faults.entry(round).or_default().dropouts += 1;
+                return;
+            }
+            let silent = fed.faults.silent_after_masking(fed.task_seed, round, to.0);
+            if let Some(trainer) = self.trainers.get_mut(to.0 as usize) {
+                trainer.set_silent_after_masking(silent);
+            }
+        }
+        let at = self.now.plus_ms(self.network.latency_ms);
+        self.send(at, Message::ToTrainer(to, message));
+    }
+
+    /// Advances the clock to the next delivery or deadline and handles it: every message due
+    /// then is delivered (the trainers' in parallel) before a deadline due at the same time
+    /// fires. Returns false when nothing is pending.
+    fn step(&mut self) -> bool {
+        let arrival_at = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let timer_at = self.coordinator.poll_timeout();
+        let deliver = match (arrival_at, timer_at) {
+            (Some(a), Some(t)) => a <= t,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return false,
+        };
+        if !deliver {
+            let t = timer_at.expect("checked above");
+            self.now = self.now.max(t);
+            self.coordinator.handle_timeout(self.now);
+            return true;
+        }
+        let at = arrival_at.expect("checked above");
+        self.now = self.now.max(at);
+        let mut to_trainers: BTreeMap<ClientId, Vec<ToTrainer>> = BTreeMap::new();
+        while self.in_flight.peek().is_some_and(|Reverse(d)| d.at == at) {
+            let Reverse(delivery) = self.in_flight.pop().expect("peeked");
+            match delivery.message {
+                Message::ToTrainer(to, message) => to_trainers.entry(to).or_default().push(message),
+                Message::ToCoordinator(from, message) => self.deliver_to_coordinator(from, message),
+            }
+        }
+        if !to_trainers.is_empty() {
+            self.run_trainers(to_trainers);
+        }
+        true
+    }
+
+    fn deliver_to_coordinator(&mut self, from: ClientId, message: ToCoordinator) {
+        // The coordinator consumes an update; the tap gets a copy once it is accepted.
+        let copy = match (&message, &self.update_tap) {
+            (ToCoordinator::Update { round, update }, Some(_)) => Some((*round, update.clone())),
+            _ => None,
+        };
+        // A refused message is counted in the round's outcome; the round goes on.
+        let handled = self.coordinator.handle_message(self.now, from, message);
+        if let (Ok(()), Some((round, update)), Some(tap)) = (handled, copy, self.update_tap.as_mut()) {
+            tap(round, from, update);
+        }
+    }
+
+    /// The trainers handle what reached them, train if asked, and send what they have to.
+    fn run_trainers(&mut self, inbox: BTreeMap<ClientId, Vec<ToTrainer>>) {
+        let now = self.now;
+        // Out of `self` while they work, so the host can train beside them.
+        let mut trainers = std::mem::take(&mut self.trainers);
+        let mut busy: Vec<(&mut Trainer, Vec<ToTrainer>)> = Vec::with_capacity(inbox.len());
+        let mut inbox = inbox.into_iter().peekable();
+        for trainer in trainers.iter_mut() {
+            match inbox.peek() {
+                Some((k, _)) if *k == trainer.client() => {
+                    let (_, messages) = inbox.next().expect("peeked");
+                    busy.push((trainer, messages));
+                }
+                _ => {}
+            }
+        }
+        // Messages first: each trainer alone, so in parallel (SecAgg+ masking is the costly part).
+        let mut steps: Vec<TrainerStep> = busy
+            .par_iter_mut()
+            .map(|(trainer, messages)| {
+                let mut step = TrainerStep::default();
+                for message in messages.drain(..) {
+                    // A trainer that refuses a message ignores it (a fault the round survives).
+                    let _ = trainer.handle_message(now, message);
+                }
+                collect(trainer, &mut step);
+                step
+            })
+            .collect();
+        // Then the training the trainers asked for, all at once: an attack may need the round's
+        // other updates.
+        let requests: Vec<(usize, TrainRequest)> =
+            steps.iter_mut().enumerate().filter_map(|(i, s)| s.train.take().map(|r| (i, r))).collect();
+        if !requests.is_empty() {
+            let updates = self.train(requests.iter().map(|(_, r)| r).collect());
+            let mut results: Vec<Option<(u32, Update)>> = vec![None; busy.len()];
+            for ((i, request), update) in requests.into_iter().zip(updates) {
+                results[i] = Some((request.round, update));
+            }
+            busy.par_iter_mut().zip(steps.par_iter_mut()).zip(results.into_par_iter()).for_each(
+                |(((trainer, _), step), result)| {
+                    if let Some((round, update)) = result {
+                        // It asked for exactly this training.
+                        let _ = trainer.handle_trained(now, round, update);
+                        collect(trainer, step);
+                    }
+                },
+            );
+        }
+        let at = now.plus_ms(self.network.latency_ms);
+        let sent: Vec<(ClientId, Vec<ToCoordinator>)> =
+            busy.iter().map(|(t, _)| t.client()).zip(steps.into_iter().map(|s| s.sent)).collect();
+        drop(busy);
+        self.trainers = trainers;
+        for (from, messages) in sent {
+            for message in messages {
+                self.send(at, Message::ToCoordinator(from, message));
+            }
+        }
+    }
+
+    /// Trains the requested clients in parallel and applies the round's faults; returns the
+    /// updates in request order.
+    fn train(&mut self, requests: Vec<&TrainRequest>) -> Vec<Update> {
+        let carry = self.federation.carry_momentum;
         // Each client's carried momentum goes to the one task that trains it and comes back.
-        let carry = fed.carry_momentum;
         let mut velocities: Vec<Vec<f32>> = requests
             .iter()
             .map(|r| if carry { self.momentum.remove(&r.client.0).unwrap_or_default() } else { Vec::new() })
@@ -299,55 +439,17 @@ impl<'a> Simulator<'a> {
             }
         }
         let stats = self.apply_update_attacks(&requests, &mut updates);
-        if let Some(round) = round {
+        if let Some(round) = requests.first().map(|r| r.round) {
             let entry = self.faults.entry(round).or_default();
             entry.byzantine += stats.byzantine;
             entry.stragglers += stats.stragglers;
-            entry.dropouts += sampled - requests.len();
         }
-        if let (Some(settings), Some(round)) = (&self.federation.secure, round) {
-            return self.aggregate_securely(settings.clone(), round, requests, updates);
-        }
-        let at = self.now.plus_ms(2 * self.network.latency_ms);
-        for (req, update) in requests.into_iter().zip(updates) {
-            self.send(at, req.round, Payload::Update(req.client, update));
-        }
-    }
-
-    fn send(&mut self, at: Time, round: u32, payload: Payload) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.in_flight.push(Reverse(Arrival { at, seq, round, payload }));
-    }
-
-    /// Runs the round's SecAgg+ among the clients that trained and sends the coordinator the
-    /// sum. Its four stages take four round trips, plus any stage deadline waited for.
-    fn aggregate_securely(
-        &mut self,
-        settings: SecureAggregation,
-        round: u32,
-        requests: Vec<TrainRequest>,
-        updates: Vec<Update>,
-    ) {
-        let Some(global) = requests.first().map(|r| r.params.clone()) else { return };
-        let inputs: Vec<SecureInput> = requests
-            .iter()
-            .zip(updates)
-            .map(|(r, u)| SecureInput { client: r.client, params: u.params, examples: u.num_examples })
-            .collect();
-        match secure_round(&settings, self.federation.task_seed, round, global.values(), inputs) {
-            Ok((aggregate, waited)) => {
-                let at = self.now.plus_ms(8 * self.network.latency_ms + waited);
-                self.send(at, round, Payload::Aggregate(aggregate));
-            }
-            // Nothing reaches the coordinator; its deadline closes the round unaggregated.
-            Err(reason) => self.faults.entry(round).or_default().secure_aggregation_failed = Some(reason),
-        }
+        updates
     }
 
     /// Replaces the Byzantine clients' updates as their attack says (update attacks only;
     /// data attacks happened in training). Returns the round's Byzantine and straggler counts.
-    fn apply_update_attacks(&self, requests: &[TrainRequest], updates: &mut [Update]) -> RoundFaults {
+    fn apply_update_attacks(&self, requests: &[&TrainRequest], updates: &mut [Update]) -> RoundFaults {
         let fed = &self.federation;
         let seed = fed.task_seed;
         let mut stats = RoundFaults::default();
@@ -382,7 +484,7 @@ impl<'a> Simulator<'a> {
             _ => None,
         };
         for &i in &byz {
-            let req = &requests[i];
+            let req = requests[i];
             let mut delta = match &collective {
                 Some(c) => c.clone(),
                 None => deltas[i].clone(),
@@ -401,40 +503,14 @@ impl<'a> Simulator<'a> {
         }
         stats
     }
+}
 
-    /// Advances the clock to the next arrival or deadline and handles it. Arrivals due at a
-    /// deadline are delivered before it fires. Returns false when nothing is pending.
-    fn step(&mut self) -> bool {
-        let arrival_at = self.in_flight.peek().map(|Reverse(a)| a.at);
-        let timer_at = self.coordinator.poll_timeout();
-        let deliver = match (arrival_at, timer_at) {
-            (Some(a), Some(t)) => a <= t,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return false,
-        };
-        if deliver {
-            let Reverse(arrival) = self.in_flight.pop().expect("peeked");
-            self.now = self.now.max(arrival.at);
-            // A refused update is counted in the round's outcome; the round goes on.
-            let _ = match arrival.payload {
-                Payload::Update(client, update) => {
-                    // The coordinator consumes the update; the tap gets a copy once it is accepted.
-                    let copy = self.update_tap.is_some().then(|| update.clone());
-                    let handled = self.coordinator.handle_update(self.now, client, arrival.round, update);
-                    if let (Ok(()), Some(copy), Some(tap)) = (&handled, copy, self.update_tap.as_mut()) {
-                        tap(arrival.round, client, copy);
-                    }
-                    handled
-                }
-                Payload::Aggregate(aggregate) => {
-                    self.coordinator.handle_secure_aggregate(self.now, arrival.round, aggregate)
-                }
-            };
-        } else if let Some(t) = timer_at {
-            self.now = self.now.max(t);
-            self.coordinator.handle_timeout(self.now);
+/// Moves a trainer's pending actions into `step`.
+fn collect(trainer: &mut Trainer, step: &mut TrainerStep) {
+    while let Some(action) = trainer.poll_action() {
+        match action {
+            TrainerAction::Train(request) => step.train = Some(request),
+            TrainerAction::Send(message) => step.sent.push(message),
         }
-        true
     }
 }

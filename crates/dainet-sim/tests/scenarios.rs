@@ -4,7 +4,7 @@ use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 use dainet_core::SplitMix64;
 use dainet_ml::data::partition::{partition, PartitionScheme};
 use dainet_ml::{evaluate, Dataset, Model, ModelSpec, SgdConfig};
-use dainet_protocol::round::{Coordinator, RoundConfig};
+use dainet_protocol::{Coordinator, Finish, RoundConfig};
 use dainet_sim::faults::Faults;
 use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator};
 use std::ops::ControlFlow;
@@ -42,6 +42,8 @@ fn run(rounds: u32, latency_ms: u64, timeout: Option<u64>, stop_after: Option<u3
         rounds,
         round_timeout_ms: timeout,
         min_updates: 1,
+        secure: None,
+        privacy: None,
     };
     let fedavg = Strategy::new(StrategyConfig::named("fedavg", &RobustParams::default()).unwrap(), 7).unwrap();
     let coordinator = Coordinator::new(config, fedavg, model.init(7), 1).unwrap();
@@ -55,13 +57,12 @@ fn run(rounds: u32, latency_ms: u64, timeout: Option<u64>, stop_after: Option<u3
         faults: Faults::default(),
         // Clients carry their momentum between rounds: part of what must replay exactly.
         carry_momentum: true,
-        secure: None,
     };
     let mut sim = Simulator::new(fed, coordinator, NetworkModel { latency_ms });
     let mut log = Vec::new();
     let mut last = Vec::new();
     let end = sim.run(|o, _| {
-        log.push((o.round, o.aggregated, o.contributors.len(), o.closed_at.0));
+        log.push((o.round, o.aggregated(), o.contributors.len(), o.closed_at.0));
         last = o.params.values().to_vec();
         if Some(o.round) == stop_after {
             ControlFlow::Break(())
@@ -76,7 +77,7 @@ fn run(rounds: u32, latency_ms: u64, timeout: Option<u64>, stop_after: Option<u3
 #[test]
 fn the_same_seed_reproduces_the_run_bit_for_bit() {
     let (a, b) = (run(8, 50, None, None), run(8, 50, None, None));
-    assert_eq!(a.end, SimEnd::Finished);
+    assert_eq!(a.end, SimEnd::Finished(Finish::LastRound));
     assert_eq!(a.rounds, b.rounds);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert!(bits(&a.final_params) == bits(&b.final_params));
@@ -96,7 +97,7 @@ fn a_deadline_shorter_than_the_network_closes_rounds_unaggregated() {
     // Updates need 2 x 80 ms; the round gives up after 100 ms, so no update is ever
     // accepted (late ones are refused as for a closed round) and the model stays put.
     let r = run(3, 80, Some(100), None);
-    assert_eq!(r.end, SimEnd::Finished);
+    assert_eq!(r.end, SimEnd::Finished(Finish::LastRound));
     assert_eq!(
         r.rounds.iter().map(|x| (x.1, x.2, x.3)).collect::<Vec<_>>(),
         vec![(false, 0, 100), (false, 0, 200), (false, 0, 300)]
