@@ -160,6 +160,10 @@ pub struct RunConfig {
     pub secagg_clipping_range: f32,
     pub secagg_quantization_range: u32,
     pub ledger: bool,
+    /// Each trainer keeps what it sent (its updates, or its masked inputs under secure
+    /// aggregation) in its own store, OUT/clients/NAME/.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_updates: bool,
 }
 
 impl Default for RunConfig {
@@ -236,6 +240,7 @@ impl Default for RunConfig {
             secagg_clipping_range: 1.0,
             secagg_quantization_range: 1 << 16,
             ledger: true,
+            keep_updates: false,
         }
     }
 }
@@ -453,6 +458,11 @@ pub struct ConfigPatch {
     #[arg(long, conflicts_with = "ledger")]
     #[serde(skip)]
     pub no_ledger: bool,
+    /// Each trainer keeps what it sent in its own store, OUT/clients/NAME/ (the shared ledger
+    /// folder holds only commitments): check them with `dainet ledger verify --updates
+    /// OUT/clients` [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub keep_updates: Option<bool>,
     /// Simulated one-way network latency in milliseconds [default: 50].
     #[arg(long)]
     pub latency_ms: Option<u64>,
@@ -480,7 +490,7 @@ impl RunConfig {
         set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta, carry_momentum);
         set!(dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
         set_opt!(dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
-        set!(secagg, dropout_after_masking, secagg_clipping_range, secagg_quantization_range, ledger);
+        set!(secagg, dropout_after_masking, secagg_clipping_range, secagg_quantization_range, ledger, keep_updates);
         if patch.no_ledger {
             self.ledger = false;
         }
@@ -616,6 +626,7 @@ impl RunConfig {
         c.checkpoint_every = 0;
         // Recording the run changes nothing it computes.
         c.ledger = true;
+        c.keep_updates = false;
         let text = serde_json::to_string(&c).expect("config serialises");
         // FNV-1a, 64 bits: stable across platforms and Rust versions.
         let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));

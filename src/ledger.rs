@@ -17,6 +17,9 @@ use dainet_ledger::identity::NodeId;
 use dainet_ledger::state::State;
 use dainet_ledger::store::{BlockStore, RedbStore};
 use dainet_ledger::tx::{Metric, Transaction, TxBody};
+use dainet_ledger::verify::verify_with_updates;
+use dainet_ml::model_file::load_model;
+use dainet_protocol::record::{masked_input_digest, update_digest};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +70,12 @@ pub struct ShowArgs {
 pub struct VerifyArgs {
     /// The ledger folder (holds ledger.redb and blobs/).
     pub dir: PathBuf,
+    /// Also check every update commitment against the trainers' own stores under this folder
+    /// (searched recursively: `*.safetensors` updates and `*.masked` masked inputs, as
+    /// `simulate --keep-updates` writes them to OUT/clients). Without it, update commitments
+    /// are counted but not checked: the shared ledger folder never holds a trainer's update.
+    #[arg(long, value_name = "DIR")]
+    pub updates: Option<PathBuf>,
 }
 
 /// Arguments of `dainet ledger export`.
@@ -546,9 +555,45 @@ struct RoundCommitments {
     aggregate: Option<(Digest, At)>,
 }
 
+/// The commitments of every update file under `dir`: `*.safetensors` models by their values,
+/// `*.masked` masked inputs by their words. Returns them and the number of files read.
+fn held_updates(dir: &Path) -> Result<(BTreeSet<Digest>, usize)> {
+    let mut held = BTreeSet::new();
+    let mut files = 0;
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).with_context(|| format!("{}: cannot read", folder.display()))?;
+        for entry in entries {
+            let path = entry.with_context(|| format!("{}: cannot read", folder.display()))?.path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let hash = match path.extension().and_then(|e| e.to_str()) {
+                // The update's values in its model's layout order, as the coordinator hashed them.
+                Some("safetensors") => update_digest(load_model(&path)?.params.values()),
+                Some("masked") => {
+                    let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+                    if bytes.len() % 4 != 0 {
+                        bail!("{}: {} bytes is not a whole number of 32-bit words", path.display(), bytes.len());
+                    }
+                    let words: Vec<u32> =
+                        bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+                    masked_input_digest(&words)
+                }
+                _ => continue,
+            };
+            held.insert(Digest(hash));
+            files += 1;
+        }
+    }
+    Ok((held, files))
+}
+
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let ledger = LedgerDir::open_read_only(&args.dir)?;
-    let report = ledger.verify();
+    let held = args.updates.as_deref().map(held_updates).transpose()?;
+    let report = verify_with_updates(ledger.store(), ledger.blobs(), held.as_ref().map(|(set, _)| set));
     // What was checked, by round, from the blocks that decode (a block that does not is a finding).
     let mut rounds: BTreeMap<u64, RoundCommitments> = BTreeMap::new();
     let heights = ledger.store().heights().unwrap_or_default();
@@ -582,7 +627,17 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     };
     line(&mut out, "blocks", format!("{} checked{span}: hashes, links, times, tx roots", report.blocks_checked));
     line(&mut out, "transactions", format!("{} checked: signatures, nonces, rules", report.txs_checked));
-    line(&mut out, "blobs", format!("{} references checked: present, bytes hash to their name", report.blobs_checked));
+    line(&mut out, "blobs", format!("{} aggregates checked: present, bytes hash to their name", report.blobs_checked));
+    let updates = match (&held, &args.updates) {
+        (Some((_, files)), Some(dir)) => {
+            format!("{} commitments checked against {files} files under {}", report.updates_checked, dir.display())
+        }
+        _ => format!(
+            "{} commitments not checked: the trainers keep their updates (--updates DIR checks them)",
+            report.updates_unchecked
+        ),
+    };
+    line(&mut out, "updates", updates);
     let state = match report.state_verified_through {
         Some(h) => format!("replayed; state roots confirmed through block {h}"),
         None => "not replayed (see the problems below)".to_string(),

@@ -8,10 +8,11 @@ use anyhow::{bail, Result};
 use dainet_agg::strategy::Strategy;
 use dainet_core::Params;
 use dainet_ml::{evaluate, SgdConfig};
-use dainet_protocol::{Coordinator, Finish, RoundOutcome};
+use dainet_protocol::{ClientId, Coordinator, Finish, LedgerRecord, RoundOutcome, ToCoordinator};
 use dainet_sim::faults::RoundFaults;
-use dainet_sim::{Federation, NetworkModel, SimEnd, Simulator, UpdateTap};
+use dainet_sim::{Federation, NetworkModel, SimEnd, SimEvent, Simulator};
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,7 +64,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// Where a round's transactions landed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The height of the block holding the round's aggregate (or its last transaction).
     pub block: u64,
@@ -97,25 +98,54 @@ impl Start {
     }
 }
 
+/// What watches a run: every closed round, and if it asks, the ledger records the coordinator
+/// emits and the messages the trainers send. Any closure over a round is one.
+pub trait RunObserver {
+    /// A round closed: `record` is its metrics, `outcome` the coordinator's. An error stops
+    /// the run and is returned.
+    fn round(&mut self, record: &RoundRecord, outcome: &RoundOutcome) -> Result<()>;
+
+    /// Whether the coordinator should emit ledger records ([`RunObserver::record`]).
+    fn wants_records(&self) -> bool {
+        false
+    }
+
+    /// A ledger record, in the coordinator's order (see `dainet_protocol::record`).
+    fn record(&mut self, _record: LedgerRecord) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether to see what the trainers send ([`RunObserver::trainer_sent`]).
+    fn wants_trainer_messages(&self) -> bool {
+        false
+    }
+
+    /// Trainer `client` sent `message`.
+    fn trainer_sent(&mut self, _client: ClientId, _message: &ToCoordinator) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&RoundRecord, &RoundOutcome) -> Result<()>> RunObserver for F {
+    fn round(&mut self, record: &RoundRecord, outcome: &RoundOutcome) -> Result<()> {
+        self(record, outcome)
+    }
+}
+
 /// Runs rounds `start.first_round ..= config.rounds`, calling `on_round` with each round's
-/// record and outcome (global model, server state). An error from `on_round` stops the run
-/// and is returned. Returns the final global model.
+/// record and outcome as it closes. An error from `on_round` stops the run and is returned.
+/// Returns the final global model.
 pub fn execute(
     plan: &Plan,
     start: Start,
-    on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
-) -> Result<Arc<Params>> {
-    execute_tapped(plan, start, None, on_round)
-}
-
-/// [`execute`], with `tap` seeing every plain update as it reaches the coordinator (see
-/// [`Simulator::with_update_tap`]).
-pub fn execute_tapped(
-    plan: &Plan,
-    start: Start,
-    tap: Option<UpdateTap<'_>>,
     mut on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
 ) -> Result<Arc<Params>> {
+    execute_observed(plan, start, &mut on_round)
+}
+
+/// [`execute`], telling `observer` of each round as it closes and of whatever else it asks
+/// for (ledger records, the trainers' messages).
+pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserver) -> Result<Arc<Params>> {
     let Start { params: start, first_round, server_state, dp_clip_norm } = start;
     let mut strategy = Strategy::new(plan.strategy.clone(), plan.config.seed)?;
     if let Some((m, v)) = server_state {
@@ -125,7 +155,10 @@ pub fn execute_tapped(
         strategy.restore_dp_clip_norm(norm);
     }
     let c = &plan.config;
-    let coordinator = Coordinator::new(plan.rounds.clone(), strategy, start.clone(), first_round)?;
+    let mut coordinator = Coordinator::new(plan.rounds.clone(), strategy, start.clone(), first_round)?;
+    if observer.wants_records() {
+        coordinator = coordinator.recording();
+    }
     let sgd = SgdConfig {
         learning_rate: c.lr as f32,
         momentum: c.momentum as f32,
@@ -144,46 +177,29 @@ pub fn execute_tapped(
         carry_momentum: c.carry_momentum,
     };
     let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
-    if let Some(tap) = tap {
-        sim = sim.with_update_tap(tap);
+    if observer.wants_trainer_messages() {
+        sim = sim.reporting_trainer_messages();
     }
     let mut last = Arc::new(start);
     let mut error = None;
     let mut round_start = Instant::now();
-    let end = sim.run(|outcome: &RoundOutcome, faults: &RoundFaults| {
-        let eval = plan.evaluate(outcome.params.values());
-        let backdoor_success =
-            plan.triggered_test.as_ref().map(|t| evaluate(plan.model.as_ref(), outcome.params.values(), t).accuracy);
-        let record = RoundRecord {
-            round: outcome.round,
-            accuracy: eval.accuracy,
-            loss: eval.loss,
-            train_loss: outcome.train_loss,
-            aggregated: outcome.aggregated(),
-            not_aggregated_because: outcome.not_aggregated.as_ref().map(ToString::to_string),
-            contributors: outcome.contributors.len(),
-            missing: outcome.missing.len(),
-            examples: outcome.examples,
-            rejected: outcome.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
-            clipped_values: outcome.clipped_values,
-            wall_s: round_start.elapsed().as_secs_f64(),
-            virtual_ms: outcome.closed_at.0,
-            faults: faults.clone(),
-            backdoor_success,
-            epsilon: outcome.privacy.map(|p| p.epsilon),
-            epsilon_round: outcome.privacy.map(|p| p.epsilon_round),
-            epsilon_tight: outcome.privacy.map(|p| p.epsilon_tight),
-            dp_clip_norm: outcome.dp_clip_norm,
-            ledger: None,
+    let end = sim.run_events(|event| {
+        let result = match event {
+            SimEvent::Record(record) => observer.record(record),
+            SimEvent::TrainerSent { client, message } => observer.trainer_sent(client, message),
+            SimEvent::RoundClosed(outcome, faults) => {
+                let record = round_record(plan, outcome, faults, round_start);
+                last = outcome.params.clone();
+                let result = observer.round(&record, outcome);
+                round_start = Instant::now();
+                result
+            }
         };
-        last = outcome.params.clone();
-        let result = on_round(&record, outcome);
-        round_start = Instant::now();
         match result {
-            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 error = Some(e);
-                std::ops::ControlFlow::Break(())
+                ControlFlow::Break(())
             }
         }
     });
@@ -193,7 +209,9 @@ pub fn execute_tapped(
     match end {
         SimEnd::Finished(Finish::LastRound) => Ok(last),
         SimEnd::Finished(Finish::PrivacyBudget { budget, would_reach }) => {
-            eprintln!("stopped: one more round would exceed the privacy budget ε = {budget} (it would reach {would_reach:.4})");
+            eprintln!(
+                "stopped: one more round would exceed the privacy budget ε = {budget} (it would reach {would_reach:.4})"
+            );
             Ok(last)
         }
         SimEnd::Finished(Finish::Accounting(why)) => bail!("privacy accounting failed: {why}"),
@@ -202,5 +220,34 @@ pub fn execute_tapped(
         SimEnd::Stalled => {
             bail!("the simulation stalled: no update in flight and no deadline set (a bug; please report it)")
         }
+    }
+}
+
+/// The metrics of a closed round: the coordinator's outcome, evaluated on the test set.
+fn round_record(plan: &Plan, outcome: &RoundOutcome, faults: &RoundFaults, round_start: Instant) -> RoundRecord {
+    let eval = plan.evaluate(outcome.params.values());
+    let backdoor_success =
+        plan.triggered_test.as_ref().map(|t| evaluate(plan.model.as_ref(), outcome.params.values(), t).accuracy);
+    RoundRecord {
+        round: outcome.round,
+        accuracy: eval.accuracy,
+        loss: eval.loss,
+        train_loss: outcome.train_loss,
+        aggregated: outcome.aggregated(),
+        not_aggregated_because: outcome.not_aggregated.as_ref().map(ToString::to_string),
+        contributors: outcome.contributors.len(),
+        missing: outcome.missing.len(),
+        examples: outcome.examples,
+        rejected: outcome.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        clipped_values: outcome.clipped_values,
+        wall_s: round_start.elapsed().as_secs_f64(),
+        virtual_ms: outcome.closed_at.0,
+        faults: faults.clone(),
+        backdoor_success,
+        epsilon: outcome.privacy.map(|p| p.epsilon),
+        epsilon_round: outcome.privacy.map(|p| p.epsilon_round),
+        epsilon_tight: outcome.privacy.map(|p| p.epsilon_tight),
+        dp_clip_norm: outcome.dp_clip_norm,
+        ledger: None,
     }
 }

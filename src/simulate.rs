@@ -9,8 +9,8 @@
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plan::{plan, Plan};
 use crate::plot::{line_chart, Series};
-use crate::record::{execute_recorded, LedgerTotals, VALIDATORS};
-use crate::run::{execute, LedgerEntry, RoundRecord, Start};
+use crate::record::{execute_recorded, KeptUpdates, LedgerTotals, VALIDATORS};
+use crate::run::{LedgerEntry, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
@@ -70,27 +70,30 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&c.out).with_context(|| format!("{}: cannot create the output folder", c.out.display()))?;
 
-    let record_ledger = match (c.ledger, c.secagg, &args.resume) {
-        (false, _, _) => false,
-        (true, true, _) => {
-            eprintln!(
-                "ledger: not recorded under --secagg (the coordinator never sees the individual updates the ledger \
-                 commits to); pass --no-ledger to silence this"
-            );
-            false
-        }
-        (true, false, Some(_)) => {
+    let record_ledger = match (c.ledger, &args.resume) {
+        (false, _) => false,
+        (true, Some(_)) => {
             eprintln!(
                 "ledger: not recorded for a resumed run (continuing the interrupted run's ledger is not supported yet); \
                  pass --no-ledger to silence this"
             );
             false
         }
-        (true, false, None) => {
+        (true, None) => {
             eprintln!("ledger: {VALIDATORS} simulated validators, recording to {}", c.out.join("ledger").display());
             true
         }
     };
+    let kept = c.keep_updates.then(|| {
+        let k = plan.partition.num_clients();
+        let names = match &plan.client_names {
+            Some(names) => names.clone(),
+            None => {
+                (0..k).map(|i| format!("client-{i:0width$}", width = k.saturating_sub(1).to_string().len())).collect()
+            }
+        };
+        KeptUpdates::new(c.out.join("clients"), plan.model.spec().clone(), plan.model.layout().clone(), names)
+    });
     let bar = ProgressBar::new(u64::from(c.rounds)).with_position(u64::from(first_round - 1));
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rounds, eta {eta}").expect("valid template"));
     let spec = plan.model.spec().clone();
@@ -119,15 +122,11 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         }
         Ok(())
     };
-    let (final_params, ledger) = if record_ledger {
-        let (last, entries, totals) = execute_recorded(&plan, start, &c.out.join("ledger"), on_round)?;
-        bar.finish_and_clear();
-        (last, Some(ledger_summary(entries, totals, &mut history)))
-    } else {
-        let last = execute(&plan, start, on_round)?;
-        bar.finish_and_clear();
-        (last, None)
-    };
+    let ledger_dir = c.out.join("ledger");
+    let run = execute_recorded(&plan, start, record_ledger.then_some(ledger_dir.as_path()), kept, on_round)?;
+    bar.finish_and_clear();
+    let final_params = run.last;
+    let ledger = run.ledger.map(|(entries, totals)| ledger_summary(entries, totals, &mut history));
 
     let model_path = c.out.join("model.safetensors");
     // The round the model is from (earlier than --rounds when a privacy budget stopped the run).

@@ -390,7 +390,14 @@ fn commands_on_a_folder_that_is_not_a_ledger_say_what_a_ledger_folder_holds() {
 
 /// Runs `dainet ledger verify` expecting findings: exit 1, the count on stderr; returns stdout.
 fn verify_fails(dir: &Path) -> String {
-    let out = dainet(&["ledger", "verify", s(dir)]);
+    verify_fails_with(dir, &[])
+}
+
+/// [`verify_fails`] with extra arguments.
+fn verify_fails_with(dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["ledger", "verify", s(dir)];
+    args.extend_from_slice(extra);
+    let out = dainet(&args);
     let (text, err) = (stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "stdout:\n{text}\nstderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -412,7 +419,8 @@ fn verify_passes_an_untouched_ledger_and_says_what_it_checked() {
     for line in [
         labelled("blocks", "4 checked (stored heights 0 to 3): hashes, links, times, tx roots"),
         labelled("transactions", "11 checked: signatures, nonces, rules"),
-        labelled("blobs", "4 references checked: present, bytes hash to their name"),
+        labelled("blobs", "1 aggregates checked: present, bytes hash to their name"),
+        labelled("updates", "3 commitments not checked: the trainers keep their updates (--updates DIR checks them)"),
         labelled("state", "replayed; state roots confirmed through block 3"),
         labelled("rounds", 2),
         format!("  round 1  aggregate {} (block 3 tx 0)", l.aggregate),
@@ -465,13 +473,28 @@ fn verify_finds_a_removed_block() {
 #[test]
 fn verify_finds_a_changed_blob_file() {
     let l = build_ledger();
-    let path = l.dir.join("blobs").join(l.updates[1].to_string());
+    let path = l.dir.join("blobs").join(l.aggregate.to_string());
     assert!(path.is_file(), "blobs are files named by their hex hash");
-    std::fs::write(&path, b"bob's updatE").unwrap();
+    std::fs::write(&path, b"global model aftER round 1").unwrap();
     let text = verify_fails(&l.dir);
     let finding = text.lines().find(|l| l.contains("blob mismatch")).unwrap_or_else(|| panic!("{text}"));
-    assert!(finding.contains("height=2") && finding.contains(&l.updates[1].to_string()), "{finding}");
-    assert!(finding.contains(&Digest::of(b"bob's updatE").to_string()), "{finding}");
+    assert!(finding.contains("height=3") && finding.contains(&l.aggregate.to_string()), "{finding}");
+    assert!(finding.contains(&Digest::of(b"global model aftER round 1").to_string()), "{finding}");
+}
+
+#[test]
+fn verify_checks_update_commitments_only_against_the_owners_stores() {
+    let l = build_ledger();
+    // An update the shared folder happens to hold is neither needed nor checked there.
+    std::fs::remove_file(l.dir.join("blobs").join(l.updates[1].to_string())).unwrap();
+    assert_eq!(dainet(&["ledger", "verify", s(&l.dir)]).status.code(), Some(0));
+    // Against a store that holds none of them, every commitment is missing.
+    let empty = tempfile::tempdir().unwrap();
+    let text = verify_fails_with(&l.dir, &["--updates", s(empty.path())]);
+    assert_eq!(text.matches("update not in the owners' stores").count(), 3, "{text}");
+    // A store that is not one is a clear error, not a finding.
+    let out = dainet(&["ledger", "verify", s(&l.dir), "--updates", s(&empty.path().join("absent"))]);
+    assert_clean_error(&out, "cannot read");
 }
 
 #[test]

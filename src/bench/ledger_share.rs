@@ -11,8 +11,9 @@ use super::{loadavg, median};
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plan::plan;
 use crate::record::execute_recorded;
-use crate::run::{execute, Start};
+use crate::run::{execute, RoundRecord, Start};
 use anyhow::{Context, Result};
+use dainet_protocol::RoundOutcome;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -34,7 +35,6 @@ pub fn ledger_share(args: LedgerShareArgs) -> Result<()> {
     let loadavg_at_start = loadavg();
     let config = RunConfig::resolve(args.config.as_deref(), args.flags)?;
     anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
-    anyhow::ensure!(!config.secagg, "the ledger does not record --secagg runs; leave --secagg out");
     let plan = plan(config)?;
     let c = &plan.config;
     let scratch = tempfile::tempdir().context("cannot create a temporary directory for the ledgers")?;
@@ -53,10 +53,12 @@ pub fn ledger_share(args: LedgerShareArgs) -> Result<()> {
 
         let started = Instant::now();
         let dir = scratch.path().join(format!("ledger-{i}"));
-        let (_, _, totals) = execute_recorded(&plan, Start::fresh(plan.model.init(c.seed)), &dir, |record, _| {
+        let on_round = |record: &RoundRecord, _: &RoundOutcome| {
             accuracy = record.accuracy;
             Ok(())
-        })?;
+        };
+        let run = execute_recorded(&plan, Start::fresh(plan.model.init(c.seed)), Some(&dir), None, on_round)?;
+        let (_, totals) = run.ledger.context("the run recorded a ledger")?;
         with.push(started.elapsed().as_secs_f64());
         final_accuracy.1 = accuracy;
         blocks = totals.height;

@@ -1,34 +1,35 @@
-//! The recording thread's side: turning each closed round into signed transactions, having the
-//! simulated validators finalize them, and writing the result into the run's ledger folder.
+//! The recording thread's side: turning the coordinator's ledger records into signed
+//! transactions, having the simulated validators finalize them, and writing the result into
+//! the run's ledger folder.
 //!
-//! Per round `r`, the coordinator is member `(r − 1) mod V` (the validators take turns, so every
-//! one of them signs and proposes); each client is a device of member `k mod V`, registered once
-//! at the start. The transactions are [`RoundCommitments::transactions`] (open, a commitment per update
-//! folded into the aggregate, the aggregate with the round's test accuracy, test loss, training
-//! loss and example count, the privacy spent under DP). The blobs they name are the client's θ_k
-//! and θ_r as model files, stored in `ledger/blobs/`; an update's norm is that of θ_k − θ_{r−1}.
+//! Which records a round writes, and when, is the coordinator's decision
+//! (`dainet_protocol::record`). This module maps them: a client is a device of member
+//! `k mod V`, registered once at the start; round `r`'s records are signed by its coordinator,
+//! member `(r − 1) mod V` (the validators take turns, so every one of them signs and proposes);
+//! an aggregate's hash is that of θ_r as a model file, stored in `ledger/blobs/` with the
+//! metadata of the run's `model.safetensors` (so that file's `b3sum` is the last aggregate's
+//! hash), and its metrics are the round's evaluation. Update values never reach this folder:
+//! a commitment is a hash, and the update stays with the trainer that made it.
 //!
 //! Keys, genesis and device ids derive from the task seed, so the same run gives the same ledger
 //! bytes. They are simulation keys: anyone who knows the seed can sign with them.
 
 use super::blobs::BlobWriter;
-use super::{LedgerTotals, RecorderSettings, RoundInput, VALIDATORS};
+use super::{Batch, LedgerTotals, RecorderSettings, VALIDATORS};
 use crate::run::LedgerEntry;
 use anyhow::{bail, Context, Result};
-use dainet_agg::robust::squared_distance;
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
 use dainet_core::Params;
 use dainet_ledger::blob::DirBlobs;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::{Keypair, NodeId};
-use dainet_ledger::round_record::{deadline_ms, RoundCommitments, UpdateCommitment};
+use dainet_ledger::round_record::deadline_ms;
 use dainet_ledger::store::RedbStore;
 use dainet_ledger::tx::{ChainId, Metric, Transaction, TxBody};
 use dainet_ml::model_file::model_bytes;
-use dainet_protocol::ClientId;
+use dainet_protocol::{ClientId, LedgerRecord};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The ledger of one simulation, driven by the recording thread.
@@ -43,8 +44,8 @@ pub(super) struct RoundLedger {
     store: RedbStore,
     /// Writes the blobs into the folder's `blobs/` off this thread.
     writer: BlobWriter,
-    /// θ_{r−1}, shared with the coordinator's outcome (never copied).
-    previous: Arc<Params>,
+    /// Where each round's transactions landed so far.
+    entries: BTreeMap<u32, LedgerEntry>,
     /// Wall seconds spent so far (including `blob_s`).
     total_s: f64,
     /// Of which encoding, hashing and writing blobs.
@@ -76,7 +77,6 @@ impl RoundLedger {
         let genesis = Genesis { chain_id, timestamp_ms: 0, founders };
         let config = SimulatedLedgerConfig { seed, ..SimulatedLedgerConfig::default() };
         let ledger = SimulatedLedger::start(genesis, members.clone(), config).context("starting the ledger")?;
-        let previous = Arc::clone(&settings.initial);
         let mut recorder = Self {
             settings,
             ledger,
@@ -86,7 +86,7 @@ impl RoundLedger {
             nonces: vec![0; VALIDATORS],
             store,
             writer: BlobWriter::start(blobs)?,
-            previous,
+            entries: BTreeMap::new(),
             total_s: 0.0,
             blob_s: 0.0,
         };
@@ -123,68 +123,97 @@ impl RoundLedger {
         Ok(hash)
     }
 
-    /// Records one round and returns where it landed.
-    pub(super) fn record(&mut self, input: RoundInput) -> Result<LedgerEntry> {
-        let started = Instant::now();
-        let RoundInput { round: r, contributors, missing, aggregated, params, mut updates, metrics, privacy } = input;
-        let coordinator = (r as usize - 1) % VALIDATORS;
-        let mut sampled: Vec<ClientId> = contributors.iter().chain(&missing).copied().collect();
-        sampled.sort_unstable();
-        let participants: Vec<NodeId> = sampled.iter().map(|&k| self.device(k)).collect::<Result<_>>()?;
-        let submitted_ms = self.ledger.now_ms()?;
-        let mut commitments = Vec::with_capacity(contributors.len());
-        for &k in &contributors {
-            let Some((values, examples)) = updates.remove(&k) else {
-                bail!("round {r}: client {k} contributed an update the ledger recorder never saw (a bug)");
-            };
-            let norm = squared_distance(&values, self.previous.values()).sqrt();
-            let update = Params::new(self.previous.layout().clone(), values)?;
-            let meta = BTreeMap::from([
-                ("dainet.round".to_string(), r.to_string()),
-                ("dainet.client".to_string(), k.0.to_string()),
-            ]);
-            let update_hash = self.put_model(&update, meta)?;
-            commitments.push(UpdateCommitment { node: self.device(k)?, update_hash, examples, norm });
-        }
-        let mut aggregate = None;
-        if aggregated && !commitments.is_empty() {
-            // The same metadata as the run's final `model.safetensors`, so that file's blake3 is
-            // the last aggregate's hash.
-            let meta = BTreeMap::from([
-                ("dainet.round".to_string(), r.to_string()),
-                ("dainet.config_fingerprint".to_string(), self.settings.fingerprint.clone()),
-            ]);
-            let hash = self.put_model(&params, meta)?;
-            let metrics = metrics.iter().filter(|(_, v)| v.is_finite()).map(|(n, v)| Metric::new(n, *v)).collect();
-            aggregate = Some((hash, metrics));
-        }
-        let aggregate_hash = aggregate.as_ref().map(|(hash, _)| *hash);
-        let record = RoundCommitments {
-            round: u64::from(r),
-            task: self.settings.task.clone(),
-            strategy: self.settings.strategy.clone(),
-            deadline_ms: deadline_ms(submitted_ms, self.settings.round_timeout_ms),
-            participants,
-            updates: commitments,
-            aggregate,
-            privacy,
+    /// Round `r`'s coordinator: member `(r − 1) mod V`.
+    fn coordinator(round: u32) -> usize {
+        (round.max(1) as usize - 1) % VALIDATORS
+    }
+
+    /// The transaction of one record, signed by its round's coordinator.
+    fn transaction(&mut self, record: LedgerRecord, submitted_ms: u64, batch: &Batch) -> Result<(u32, Transaction)> {
+        let round = record.round();
+        let body = match record {
+            LedgerRecord::OpenRound { round, participants } => TxBody::OpenRound {
+                round: u64::from(round),
+                task: self.settings.task.clone(),
+                participants: participants.iter().map(|&k| self.device(k)).collect::<Result<_>>()?,
+                strategy: self.settings.strategy.clone(),
+                deadline_ms: deadline_ms(submitted_ms, self.settings.round_timeout_ms),
+            },
+            LedgerRecord::Update { round, client, hash, examples, norm } => TxBody::CommitUpdate {
+                round: u64::from(round),
+                node: self.device(client)?,
+                update_hash: Digest(hash),
+                examples,
+                norm_bits: norm.to_bits(),
+            },
+            LedgerRecord::Aggregate { round, params, contributors } => {
+                // The same metadata as the run's final `model.safetensors`, so that file's blake3
+                // is the last aggregate's hash.
+                let meta = BTreeMap::from([
+                    ("dainet.round".to_string(), round.to_string()),
+                    ("dainet.config_fingerprint".to_string(), self.settings.fingerprint.clone()),
+                ]);
+                let aggregate_hash = self.put_model(&params, meta)?;
+                let metrics = batch
+                    .metrics
+                    .get(&round)
+                    .map(|m| m.iter().filter(|(_, v)| v.is_finite()).map(|(n, v)| Metric::new(n, *v)).collect())
+                    .unwrap_or_default();
+                self.entries.entry(round).or_default().aggregate_hash = Some(aggregate_hash.to_hex());
+                TxBody::CommitAggregate {
+                    round: u64::from(round),
+                    aggregate_hash,
+                    participants: contributors.iter().map(|&k| self.device(k)).collect::<Result<_>>()?,
+                    metrics,
+                }
+            }
+            LedgerRecord::PrivacySpend { round, epsilon, delta } => TxBody::PrivacySpend {
+                round: u64::from(round),
+                epsilon_bits: epsilon.to_bits(),
+                delta_bits: delta.to_bits(),
+            },
         };
-        let txs = record.transactions(&self.members[coordinator], &self.chain_id, self.nonces[coordinator] + 1);
-        self.nonces[coordinator] += txs.len() as u64;
-        let count = txs.len();
-        let heights = self.submit(coordinator, txs).with_context(|| format!("recording round {r}"))?;
+        Ok((round, self.sign(Self::coordinator(round), body)))
+    }
+
+    /// Records one batch of records (a round's commitments and the next round's opening) in
+    /// one submission.
+    pub(super) fn record(&mut self, batch: Batch) -> Result<()> {
+        let started = Instant::now();
+        let submitted_ms = self.ledger.now_ms()?;
+        // The round whose commitments the batch carries (else the one it opens).
+        let Some(main_round) = batch
+            .records
+            .iter()
+            .filter(|r| !matches!(r, LedgerRecord::OpenRound { .. }))
+            .chain(&batch.records)
+            .map(LedgerRecord::round)
+            .next()
+        else {
+            return Ok(());
+        };
+        let mut rounds = Vec::with_capacity(batch.records.len());
+        let mut txs = Vec::with_capacity(batch.records.len());
+        for record in batch.records.clone() {
+            let (round, tx) = self.transaction(record, submitted_ms, &batch)?;
+            rounds.push(round);
+            txs.push(tx);
+        }
+        let submitter = Self::coordinator(main_round);
+        let heights = self.submit(submitter, txs).with_context(|| format!("recording round {main_round}"))?;
         let finality_ms = self.ledger.now_ms()?.saturating_sub(submitted_ms);
-        self.previous = params;
+        for (round, height) in rounds.into_iter().zip(heights) {
+            let entry = self.entries.entry(round).or_default();
+            entry.block = entry.block.max(height);
+            entry.first_block = if entry.txs == 0 { height } else { entry.first_block.min(height) };
+            entry.txs += 1;
+        }
         let elapsed = started.elapsed().as_secs_f64();
+        let entry = self.entries.entry(main_round).or_default();
+        entry.finality_ms = finality_ms;
+        entry.ledger_s += elapsed;
         self.total_s += elapsed;
-        Ok(LedgerEntry {
-            block: heights.iter().copied().max().unwrap_or(0),
-            first_block: heights.iter().copied().min().unwrap_or(0),
-            txs: count,
-            aggregate_hash: aggregate_hash.map(|h| h.to_hex()),
-            ledger_s: elapsed,
-            finality_ms,
-        })
+        Ok(())
     }
 
     /// Has validator `v` finalize `txs`; returns the height of each one's block. A transaction
@@ -200,13 +229,17 @@ impl RoundLedger {
     }
 
     fn device(&self, k: ClientId) -> Result<NodeId> {
-        self.devices.get(k.0 as usize).copied().with_context(|| format!("client {k} has no device id (a bug)"))
+        match self.devices.get(k.0 as usize) {
+            Some(id) => Ok(*id),
+            None => bail!("client {k} has no device id (a bug)"),
+        }
     }
 
     /// Stops the validators, syncs the blobs, and writes the longest finalized chain among the
     /// running validators (the one sure to hold every committed round) to the folder's
-    /// `ledger.redb` as its validator stored it (the validators checked every block).
-    pub(super) fn finish(mut self) -> Result<LedgerTotals> {
+    /// `ledger.redb` as its validator stored it (the validators checked every block). Returns
+    /// where each round landed and the totals.
+    pub(super) fn finish(mut self) -> Result<super::Recorded> {
         let started = Instant::now();
         let finished = self.ledger.finish().context("stopping the ledger")?;
         if !finished.agree {
@@ -220,11 +253,12 @@ impl RoundLedger {
             .copy_into(self.store)
             .with_context(|| format!("writing validator {}'s blocks", finished.validator))?;
         self.total_s += started.elapsed().as_secs_f64();
-        Ok(LedgerTotals {
+        let totals = LedgerTotals {
             height: chain.head().height,
             seconds: self.total_s,
             blob_seconds: self.blob_s,
             blocking_seconds: 0.0,
-        })
+        };
+        Ok((self.entries, totals))
     }
 }

@@ -5,10 +5,12 @@
 //!   random choice is drawn from, so that one seed reproduces a whole run byte for byte.
 //! - [`params`]: [`Params`], a model's parameters as one flat `f32` vector with a
 //!   [`Layout`] naming each tensor and its shape.
+//! - [`file`]: files written whole or not at all.
 //!
 //! Stability: ALPHA (breaking changes expected).
 #![deny(missing_docs)]
 
+pub mod file;
 pub mod params;
 pub mod rng;
 pub mod special;

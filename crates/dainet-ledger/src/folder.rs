@@ -4,7 +4,13 @@
 //! DIR/
 //!   ledger.redb   the genesis, the blocks by height and the tip (a RedbStore)
 //!   blobs/        one file per blob, named by the 64-hex blake3 of its bytes (a DirBlobs)
+//!   UNFINISHED    present while the writer that records it has not finished
 //! ```
+//!
+//! A writer that fills a ledger over a long run (a simulation) marks the folder
+//! ([`mark_unfinished`]) when it starts and removes the mark ([`mark_finished`]) only once
+//! everything is written and synced. A folder still marked ([`is_unfinished`]) was left by a
+//! writer that was killed or failed: however well it verifies, it is not the whole record.
 //!
 //! This module owns that layout, so the CLI, the simulator and a node agree on where a ledger's
 //! bytes are: [`LedgerDir::create`] makes a new, empty ledger folder and refuses one that already
@@ -50,6 +56,30 @@ use crate::verify::{verify, Report};
 pub const STORE_FILE: &str = "ledger.redb";
 /// The blob folder's name inside a ledger folder.
 pub const BLOBS_DIR: &str = "blobs";
+/// The mark of a ledger folder whose writer has not finished.
+pub const UNFINISHED_FILE: &str = "UNFINISHED";
+
+/// Marks the ledger folder `dir` as being written (see the module docs); the mark is synced.
+pub fn mark_unfinished(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(UNFINISHED_FILE);
+    let file = fs::File::create(&path)?;
+    std::io::Write::write_all(&mut &file, b"the run writing this ledger has not finished\n")?;
+    file.sync_all()?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Removes the mark of [`mark_unfinished`]: the writer has finished.
+pub fn mark_finished(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_file(dir.join(UNFINISHED_FILE)) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => fs::File::open(dir)?.sync_all(),
+    }
+}
+
+/// Whether the ledger folder `dir` is marked as still being written.
+pub fn is_unfinished(dir: &Path) -> bool {
+    dir.join(UNFINISHED_FILE).exists()
+}
 /// What a ledger folder holds, for messages.
 const LAYOUT: &str = "a ledger folder holds ledger.redb (the genesis and blocks) and blobs/ (one file per blob)";
 
@@ -342,7 +372,9 @@ mod tests {
         assert!(ledger.blobs().contains(&crate::hash::Digest::of(b"update")).unwrap());
         let report = ledger.verify();
         assert!(report.is_ok(), "{report}");
-        assert_eq!((report.blocks_checked, report.txs_checked, report.blobs_checked), (2, 3, 2));
+        // The aggregate is checked; the update commitment is only counted (it is its owner's).
+        assert_eq!((report.blocks_checked, report.txs_checked, report.blobs_checked), (2, 3, 1));
+        assert_eq!(report.updates_unchecked, 1);
         let (store, _) = ledger.into_parts();
         assert_eq!(Chain::open(store).unwrap().head().height, 1);
     }
@@ -420,12 +452,26 @@ mod tests {
     }
 
     #[test]
+    fn the_unfinished_mark_comes_and_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        one_round(tmp.path());
+        assert!(!is_unfinished(tmp.path()));
+        mark_unfinished(tmp.path()).unwrap();
+        assert!(is_unfinished(tmp.path()));
+        assert!(LedgerDir::open(tmp.path()).is_ok(), "a marked folder is still a ledger folder");
+        mark_finished(tmp.path()).unwrap();
+        assert!(!is_unfinished(tmp.path()));
+        mark_finished(tmp.path()).unwrap();
+    }
+
+    #[test]
     fn verify_sees_a_changed_blob_file() {
         let tmp = tempfile::tempdir().unwrap();
         one_round(tmp.path());
         let ledger = LedgerDir::open(tmp.path()).unwrap();
-        let hash = crate::hash::Digest::of(b"update");
-        fs::write(ledger.blobs().path_of(&hash), b"updatE").unwrap();
+        let hash = crate::hash::Digest::of(b"aggregate");
+        assert!(ledger.blobs().contains(&hash).unwrap());
+        fs::write(ledger.blobs().path_of(&hash), b"aggregatE").unwrap();
         let report = ledger.verify();
         assert!(
             matches!(report.findings.as_slice(), [Finding::BlobMismatch { hash: h, .. }] if *h == hash),

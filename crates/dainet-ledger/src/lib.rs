@@ -19,7 +19,7 @@
 //! - [`merkle`], [`block`]: blocks commit to their transactions (Merkle root), to the state after
 //!   them (state root) and to their parent (hash chain) — see [`genesis`] for block 0.
 //! - [`chain`]: proposes, checks and appends blocks over a [`store::BlockStore`].
-//! - [`round_record`]: the transactions that record one federated round, in order.
+//! - [`round_record`]: what the ledger requires of a round's records (its deadline).
 //! - [`blob`]: the content-addressed store the commitments point into.
 //! - [`verify`]: audits a stored ledger and its blobs and lists every problem.
 //! - [`folder`]: the on-disk layout, `DIR/ledger.redb` and `DIR/blobs/`, that the CLI, the

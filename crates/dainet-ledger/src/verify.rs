@@ -12,8 +12,12 @@
 //! - each transaction's signature verifies for the genesis chain id;
 //! - replaying the transactions from the genesis state accepts every one and reproduces each
 //!   block's `state_root`;
-//! - every update and aggregate hash a transaction commits to is in the [`BlobStore`] and its
-//!   bytes hash to it.
+//! - every aggregate hash a transaction commits to is in the [`BlobStore`] and its bytes hash
+//!   to it;
+//! - with the owners' update stores ([`verify_with_updates`]), every update commitment names an
+//!   update one of them holds. Individual updates stay with the trainers that made them, not in
+//!   the shared ledger folder, so without those stores the commitments are only counted
+//!   ([`Report::updates_unchecked`]).
 //!
 //! It never stops at the first problem: the [`Report`] lists every [`Finding`]. To keep one fault
 //! from burying the rest in consequences, a transaction with a bad signature is reported and then
@@ -27,6 +31,7 @@
 //!
 //! `verify` is deterministic: the same bytes give the same report.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::ControlFlow;
 
@@ -38,6 +43,7 @@ use crate::genesis::{Genesis, GenesisError};
 use crate::hash::Digest;
 use crate::state::State;
 use crate::store::{BlockStore, Tip};
+use crate::tx::TxBody;
 
 /// One problem found in a stored ledger.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +90,16 @@ pub enum Finding {
     /// A block breaks one of the chain's rules 1–6 ([`crate::chain::BlockFault`]).
     #[error(transparent)]
     Block(#[from] BlockFault),
+    /// An update commitment names no update the owners' stores hold.
+    #[error("update not in the owners' stores: height={height} index={index} hash={hash}")]
+    MissingUpdate {
+        /// The block.
+        height: u64,
+        /// The transaction's index in it.
+        index: usize,
+        /// The committed hash.
+        hash: Digest,
+    },
     /// A referenced blob is not in the blob store.
     #[error("missing blob: height={height} index={index} hash={hash}")]
     MissingBlob {
@@ -132,8 +148,12 @@ pub struct Report {
     pub blocks_checked: u64,
     /// Transactions checked.
     pub txs_checked: u64,
-    /// Blob references checked.
+    /// Aggregate blob references checked.
     pub blobs_checked: u64,
+    /// Update commitments checked against the owners' stores.
+    pub updates_checked: u64,
+    /// Update commitments not checked (no owners' stores given).
+    pub updates_unchecked: u64,
     /// The highest block whose state root replay confirmed, if any.
     pub state_verified_through: Option<u64>,
     /// Every problem, in the order found.
@@ -168,9 +188,19 @@ impl fmt::Display for Report {
     }
 }
 
-/// Check everything in `store` and every blob it references in `blobs`; see the module docs.
-/// Never panics on what it reads.
+/// Check everything in `store` and every aggregate it references in `blobs`; see the module
+/// docs. Never panics on what it reads.
 pub fn verify<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(store: &S, blobs: &B) -> Report {
+    verify_with_updates(store, blobs, None)
+}
+
+/// [`verify`], and with `updates` (the hashes of the updates the owners' stores hold), check
+/// that every update commitment names one of them.
+pub fn verify_with_updates<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(
+    store: &S,
+    blobs: &B,
+    updates: Option<&BTreeSet<Digest>>,
+) -> Report {
     let mut report = Report::default();
     let Some(genesis) = read_genesis(store, &mut report) else { return report };
     report.genesis_hash = Some(genesis.hash());
@@ -204,7 +234,7 @@ pub fn verify<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(store: &S, blobs: &
         report.findings.push(Finding::BeyondTip { height: h, tip: last });
     }
 
-    let mut walk = Walk { state: Some(State::from_genesis(&genesis)), parent: None, genesis, report };
+    let mut walk = Walk { state: Some(State::from_genesis(&genesis)), parent: None, genesis, report, updates };
     let mut height = 0u64;
     loop {
         walk.visit(store, blobs, height);
@@ -253,7 +283,9 @@ fn read_genesis<S: BlockStore + ?Sized>(store: &S, report: &mut Report) -> Optio
 }
 
 /// The verifier's position while walking up the chain.
-struct Walk {
+struct Walk<'a> {
+    /// The owners' updates, if given.
+    updates: Option<&'a BTreeSet<Digest>>,
     genesis: Genesis,
     /// The replayed state; `None` once replay has stopped.
     state: Option<State>,
@@ -262,7 +294,7 @@ struct Walk {
     report: Report,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn visit<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(&mut self, store: &S, blobs: &B, height: u64) {
         let block = match store.block(height) {
             Ok(Some(bytes)) => match Block::decode(&bytes) {
@@ -342,6 +374,18 @@ impl Walk {
         }
         self.report.txs_checked += block.txs.len() as u64;
         for (index, tx) in block.txs.iter().enumerate() {
+            if let TxBody::CommitUpdate { update_hash, .. } = &tx.body {
+                match self.updates {
+                    Some(held) => {
+                        self.report.updates_checked += 1;
+                        if !held.contains(update_hash) {
+                            findings.push(Finding::MissingUpdate { height, index, hash: *update_hash });
+                        }
+                    }
+                    None => self.report.updates_unchecked += 1,
+                }
+                continue;
+            }
             let Some(hash) = tx.body.referenced_blob() else { continue };
             self.report.blobs_checked += 1;
             match blobs.get(&hash) {

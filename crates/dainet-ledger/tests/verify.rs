@@ -13,7 +13,8 @@ use dainet_ledger::hash::Digest;
 use dainet_ledger::state::TxRejection;
 use dainet_ledger::store::{BlockStore, MemStore, RedbStore, Tip};
 use dainet_ledger::tx::{Transaction, TxBody};
-use dainet_ledger::verify::{verify, Finding};
+use dainet_ledger::verify::{verify, verify_with_updates, Finding};
+use std::collections::BTreeSet;
 
 const ROUNDS: u64 = 3;
 const TIP: u64 = 2 * ROUNDS;
@@ -77,7 +78,8 @@ fn untouched_ledger_passes() {
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.blocks_checked, TIP + 1);
     assert_eq!(report.txs_checked, ROUNDS * (4 + 7));
-    assert_eq!(report.blobs_checked, ROUNDS * 4, "three updates and one aggregate per round");
+    assert_eq!(report.blobs_checked, ROUNDS, "one aggregate per round");
+    assert_eq!(report.updates_unchecked, ROUNDS * 3, "three update commitments per round, their owners' to check");
     assert_eq!(report.state_verified_through, Some(TIP));
     assert_eq!(report.tip.unwrap().height, TIP);
     assert_eq!(verify(&store, &blobs), report, "deterministic");
@@ -93,7 +95,7 @@ fn untouched_redb_ledger_with_dir_blobs_passes() {
     fed.run_rounds(&mut chain, &mut blobs, ROUNDS);
     let report = verify(chain.store(), &blobs);
     assert!(report.is_ok(), "{report}");
-    assert_eq!(report.blobs_checked, ROUNDS * 4);
+    assert_eq!(report.blobs_checked, ROUNDS);
 }
 
 /// Acceptance: a flipped byte in a block — at every byte position of a middle block and of the
@@ -183,20 +185,32 @@ fn removed_block_is_found() {
     }
 }
 
-/// Acceptance: a changed blob (an update and an aggregate), in memory and on disk.
+/// Acceptance: a changed aggregate blob is found; update commitments are checked against the
+/// owners' stores (the shared blob store need not hold them).
 #[test]
 fn changed_blob_is_found() {
     let (_, store, blobs) = ledger();
     // Block 1 holds round 1's OpenRound and its three CommitUpdates.
     let update_hash = block(&store, 1).txs[1].body.referenced_blob().unwrap();
-    let mut damaged = blobs.clone();
-    damaged.insert_unchecked(update_hash, b"tampered update".to_vec());
-    let report = verify(&store, &damaged);
-    assert_eq!(
-        report.findings,
-        vec![Finding::BlobMismatch { height: 1, index: 1, hash: update_hash, found: Digest::of(b"tampered update") }],
-        "{report}"
-    );
+    let mut without_updates = blobs.clone();
+    without_updates.remove(&update_hash);
+    let report = verify(&store, &without_updates);
+    assert!(report.is_ok(), "updates are not the shared store's to hold: {report}");
+    assert_eq!((report.updates_checked, report.updates_unchecked), (0, ROUNDS * 3), "{report}");
+    // Given the owners' updates, a commitment to one they do not hold is found.
+    let held: BTreeSet<Digest> = (1..=store.tip().unwrap().unwrap().height)
+        .flat_map(|h| block(&store, h).txs)
+        .filter_map(|tx| match tx.body {
+            TxBody::CommitUpdate { update_hash, .. } => Some(update_hash),
+            _ => None,
+        })
+        .collect();
+    assert!(verify_with_updates(&store, &without_updates, Some(&held)).is_ok());
+    let mut missing_one = held.clone();
+    missing_one.remove(&update_hash);
+    let report = verify_with_updates(&store, &without_updates, Some(&missing_one));
+    assert_eq!(report.findings, vec![Finding::MissingUpdate { height: 1, index: 1, hash: update_hash }], "{report}");
+    assert_eq!((report.updates_checked, report.updates_unchecked), (ROUNDS * 3, 0));
 
     // The same through a folder of blob files: change one byte of a global model.
     let dir = tempfile::tempdir().unwrap();
@@ -205,6 +219,7 @@ fn changed_blob_is_found() {
     let mut chain = Chain::create(MemStore::new(), fed.genesis.clone()).unwrap();
     fed.run_rounds(&mut chain, &mut dir_blobs, 1);
     let aggregate_hash = block(chain.store(), 2).txs[0].body.referenced_blob().unwrap();
+    assert!(matches!(block(chain.store(), 2).txs[0].body, TxBody::CommitAggregate { .. }));
     let path = dir_blobs.path_of(&aggregate_hash);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[0] ^= 0x20;

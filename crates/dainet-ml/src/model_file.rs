@@ -157,14 +157,10 @@ fn write_safetensors(
     tensors: &[NamedTensor<'_>],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), ModelFileError> {
-    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
     let data = encode_safetensors(tensors, metadata);
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut file, &data).map_err(io)?;
-    // On disk before the rename makes it visible, so a crash never leaves a torn file.
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    // Whole or not at all: a crash never leaves a torn file, a failed write no temporary one.
+    dainet_core::file::write_whole(path, &data)
+        .map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })
 }
 
 /// The bytes of a safetensors file holding `tensors`: deterministic (sorted header keys, no

@@ -43,13 +43,15 @@
 use crate::config::{ConfigError, RoundConfig, SecureConfig};
 use crate::message::{SecureUpload, ToCoordinator, ToTrainer, TrainRequest, Update, Upload};
 use crate::privacy::{PrivacyAccount, PrivacySpent};
+use crate::record::{masked_input_digest, update_digest, LedgerRecord};
 use crate::sampling::sample_clients;
 use crate::secure::party_seed;
 use crate::{ClientId, Time};
+use dainet_agg::robust::squared_distance;
 use dainet_agg::strategy::{RoundAggregation, Strategy};
 use dainet_agg::AggregationError;
 use dainet_core::Params;
-use dainet_privacy::secagg::{ParticipantId, SecAggError, SecAggServer, UnmaskedSum};
+use dainet_privacy::secagg::{ClientMessage, ParticipantId, SecAggError, SecAggServer, UnmaskedSum};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -220,6 +222,9 @@ pub enum Action {
         /// The message.
         message: ToTrainer,
     },
+    /// Submit this to the ledger, before carrying out the actions that follow (only from a
+    /// [`Coordinator::recording`] coordinator; see [`crate::record`]).
+    Record(LedgerRecord),
     /// An update was accepted into the open round.
     Accepted(Accepted),
     /// A message was refused (also returned by [`Coordinator::handle_message`]).
@@ -267,6 +272,7 @@ pub struct Coordinator {
     actions: VecDeque<Action>,
     finished: bool,
     privacy: Option<PrivacyAccount>,
+    recording: bool,
 }
 
 impl Coordinator {
@@ -296,7 +302,15 @@ impl Coordinator {
             actions: VecDeque::new(),
             finished: false,
             privacy,
+            recording: false,
         })
+    }
+
+    /// Emits the [`Action::Record`]s that put the run on the ledger (see [`crate::record`]).
+    /// Off by default: committing costs a hash and a norm per update.
+    pub fn recording(mut self) -> Self {
+        self.recording = true;
+        self
     }
 
     /// The global model as of the last closed round.
@@ -365,7 +379,16 @@ impl Coordinator {
                     return Err(Rejection::NoExamples(from));
                 }
                 let weight = update.num_examples as f64;
+                let commitment = self.recording.then(|| {
+                    let norm = squared_distance(&update.params, self.global.values()).sqrt();
+                    (update_digest(&update.params), norm)
+                });
                 aggregation.add(update.params, weight).map_err(|reason| Rejection::Invalid { client: from, reason })?;
+                if let Some((hash, norm)) = commitment {
+                    let (round, examples) = (open.round, update.num_examples);
+                    let record = LedgerRecord::Update { round, client: from, hash, examples, norm };
+                    self.actions.push_back(Action::Record(record));
+                }
                 open.answered.insert(from);
                 open.examples += weight;
                 if update.train_loss.is_finite() {
@@ -398,9 +421,21 @@ impl Coordinator {
                     if !participants.contains(&from) {
                         return Err(Rejection::Unexpected { client: from, what: "session message from outside it" });
                     }
+                    let commitment = match &message {
+                        ClientMessage::MaskedInput { input, .. } if self.recording => {
+                            Some(masked_input_digest(input.words()))
+                        }
+                        _ => None,
+                    };
                     server
                         .handle_message(now, ParticipantId(from.0), message)
                         .map_err(|reason| Rejection::SecAgg { client: from, reason })?;
+                    if let Some(hash) = commitment {
+                        // The coordinator knows neither the input's examples nor its norm.
+                        let record =
+                            LedgerRecord::Update { round: open.round, client: from, hash, examples: 0, norm: 0.0 };
+                        self.actions.push_back(Action::Record(record));
+                    }
                     self.pump_session(now);
                     Ok(())
                 }
@@ -455,6 +490,10 @@ impl Coordinator {
                 max_weight: secure.max_weight,
             })),
         };
+        if self.recording {
+            let participants = sampled.iter().copied().collect();
+            self.actions.push_back(Action::Record(LedgerRecord::OpenRound { round, participants }));
+        }
         for &client in &sampled {
             let request = TrainRequest { round, client, params: self.global.clone(), upload: upload.clone() };
             self.actions.push_back(Action::Send { to: client, message: ToTrainer::Train(request) });
@@ -481,7 +520,8 @@ impl Coordinator {
         let secure: &SecureConfig = self.config.secure.as_ref().expect("secure rounds have secure settings");
         let round = open.round;
         if participants.len() < 2 {
-            let why = format!("{} of the sampled clients were ready to mask; a session needs at least 2", participants.len());
+            let why =
+                format!("{} of the sampled clients were ready to mask; a session needs at least 2", participants.len());
             return self.close_unaggregated(now, NotAggregated::SecureAggregation(why));
         }
         let config = secure.session(participants.len(), self.global.len(), self.strategy.config().dp.is_some());
@@ -493,7 +533,8 @@ impl Coordinator {
         };
         let config = Arc::new(config);
         for &to in &participants {
-            self.actions.push_back(Action::Send { to, message: ToTrainer::SecureSession { round, config: config.clone() } });
+            self.actions
+                .push_back(Action::Send { to, message: ToTrainer::SecureSession { round, config: config.clone() } });
         }
         server.handle_start(now);
         open.secure = Some(SecurePhase::Session { server, participants });
@@ -619,11 +660,23 @@ impl Coordinator {
             }
             None => None,
         };
+        let contributors: Vec<ClientId> = closed.answered.iter().copied().collect();
+        if self.recording {
+            if closed.not_aggregated.is_none() && !contributors.is_empty() {
+                let params = self.global.clone();
+                let record = LedgerRecord::Aggregate { round, params, contributors: contributors.clone() };
+                self.actions.push_back(Action::Record(record));
+            }
+            if let Some(spent) = &privacy {
+                let record = LedgerRecord::PrivacySpend { round, epsilon: spent.epsilon_round, delta: spent.delta };
+                self.actions.push_back(Action::Record(record));
+            }
+        }
         self.actions.push_back(Action::RoundClosed(RoundOutcome {
             round,
             params: self.global.clone(),
             not_aggregated: closed.not_aggregated,
-            contributors: closed.answered.iter().copied().collect(),
+            contributors,
             missing: closed.sampled.difference(&closed.answered).copied().collect(),
             examples: closed.examples,
             train_loss: closed.train_loss,
@@ -640,10 +693,9 @@ impl Coordinator {
         if finish.is_none() {
             if let Some(account) = &self.privacy {
                 finish = match account.next_round_exceeds_budget() {
-                    Ok(Some(would_reach)) => Some(Finish::PrivacyBudget {
-                        budget: account.budget().unwrap_or(f64::INFINITY),
-                        would_reach,
-                    }),
+                    Ok(Some(would_reach)) => {
+                        Some(Finish::PrivacyBudget { budget: account.budget().unwrap_or(f64::INFINITY), would_reach })
+                    }
                     Ok(None) => None,
                     Err(e) => Some(Finish::Accounting(e.to_string())),
                 };

@@ -14,7 +14,8 @@
 //!   the clear or, under secure aggregation, clipped, noised (differential privacy) and
 //!   masked.
 //! - [`message`]: what they say to each other; [`config`]: the settings every party agrees
-//!   on, and [`RoundConfig::validate`], the one place they are checked.
+//!   on, and [`RoundConfig::validate`], the one place they are checked; [`record`]: what the
+//!   coordinator commits to the ledger, and when.
 //!
 //! Stability: ALPHA.
 #![deny(missing_docs)]
@@ -23,6 +24,7 @@ pub mod config;
 pub mod coordinator;
 pub mod message;
 pub mod privacy;
+pub mod record;
 pub mod sampling;
 pub mod secure;
 pub mod trainer;
@@ -32,6 +34,7 @@ pub use coordinator::{Accepted, Action, Coordinator, Finish, NotAggregated, Reje
 pub use dainet_core::Time;
 pub use message::{SecureUpload, ToCoordinator, ToTrainer, TrainRequest, Update, Upload};
 pub use privacy::PrivacySpent;
+pub use record::LedgerRecord;
 pub use trainer::{Trainer, TrainerAction, TrainerError};
 
 /// A client (trainer) of a federation: its index among the federation's clients.

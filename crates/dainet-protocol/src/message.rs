@@ -116,9 +116,9 @@ impl ToCoordinator {
     /// The round the message belongs to.
     pub fn round(&self) -> u32 {
         match self {
-            ToCoordinator::Update { round, .. } | ToCoordinator::Ready { round } | ToCoordinator::SecAgg { round, .. } => {
-                *round
-            }
+            ToCoordinator::Update { round, .. }
+            | ToCoordinator::Ready { round }
+            | ToCoordinator::SecAgg { round, .. } => *round,
         }
     }
 }

@@ -65,9 +65,17 @@ enum Phase {
     /// The host is training for `request`.
     Training(TrainRequest),
     /// Trained; waiting for the secure session to open.
-    Ready { round: u32, change: Vec<f32>, weight: u32 },
+    Ready {
+        round: u32,
+        change: Vec<f32>,
+        weight: u32,
+    },
     /// In the round's SecAgg+ session.
-    Masking { round: u32, session: Box<SecAggClient>, masked: bool },
+    Masking {
+        round: u32,
+        session: Box<SecAggClient>,
+        masked: bool,
+    },
 }
 
 /// One trainer of a federation. See the module docs.

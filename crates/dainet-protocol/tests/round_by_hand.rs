@@ -24,7 +24,11 @@ fn params(v: Vec<f32>) -> Params {
 
 /// Client k's local training: it moves every coordinate of θ by its own amount.
 fn local_model(global: &[f32], k: ClientId) -> Vec<f32> {
-    global.iter().enumerate().map(|(i, g)| g + 0.05 * (k.0 as f32 + 1.0) * if i % 2 == 0 { 1.0 } else { -1.0 }).collect()
+    global
+        .iter()
+        .enumerate()
+        .map(|(i, g)| g + 0.05 * (k.0 as f32 + 1.0) * if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect()
 }
 
 fn dp() -> DpConfig {
@@ -86,7 +90,7 @@ impl Network {
                     Action::Send { to, message } => self.to_trainers.push_back((to, message)),
                     Action::RoundClosed(outcome) => closed = Some(outcome),
                     Action::Finished(why) => return (closed.expect("a round closed first"), Some(why)),
-                    Action::Accepted(_) => {}
+                    Action::Accepted(_) | Action::Record(_) => {}
                     Action::Rejected { reason, .. } => self.rejected.push(reason),
                 }
             }
@@ -212,7 +216,8 @@ fn messages_that_do_not_fit_a_secure_round_are_refused_with_a_reason_and_the_rou
     let sampled = dainet_protocol::sampling::sample_clients(SEED, 1, CLIENTS, PER_ROUND);
     let outsider = (0..CLIENTS).map(ClientId).find(|k| !sampled.contains(k)).unwrap();
     let c = &mut net.coordinator;
-    let plain = ToCoordinator::Update { round: 1, update: Update { params: vec![0.0; DIM], num_examples: 1, train_loss: 0.0 } };
+    let plain =
+        ToCoordinator::Update { round: 1, update: Update { params: vec![0.0; DIM], num_examples: 1, train_loss: 0.0 } };
     let kind = |r: Result<(), Rejection>| r.unwrap_err().kind();
     assert_eq!(kind(c.handle_message(Time(0), sampled[0], plain)), "unexpected");
     assert_eq!(kind(c.handle_message(Time(0), outsider, ToCoordinator::Ready { round: 1 })), "not_sampled");

@@ -65,8 +65,8 @@ use dainet_ml::data::poison::{backdoor_dataset, flip_labels};
 use dainet_ml::data::Partition;
 use dainet_ml::{train_local_with_momentum, Dataset, Model, Scratch, SgdConfig};
 use dainet_protocol::{
-    Action, ClientId, Coordinator, Finish, RoundOutcome, Time, ToCoordinator, ToTrainer, TrainRequest, Trainer,
-    TrainerAction, Update,
+    Action, ClientId, Coordinator, Finish, LedgerRecord, RoundOutcome, Time, ToCoordinator, ToTrainer, TrainRequest,
+    Trainer, TrainerAction, Update,
 };
 use faults::{Attack, Faults, RoundFaults};
 use rayon::prelude::*;
@@ -161,6 +161,23 @@ pub enum SimEnd {
     Stalled,
 }
 
+/// What a simulation tells its caller as it runs (see [`Simulator::run_events`]).
+#[derive(Debug)]
+pub enum SimEvent<'e> {
+    /// The coordinator asks for this to be submitted to the ledger, before what follows.
+    Record(LedgerRecord),
+    /// A trainer sent this to the coordinator (what a trainer that keeps its own updates
+    /// stores).
+    TrainerSent {
+        /// The trainer.
+        client: ClientId,
+        /// The message.
+        message: &'e ToCoordinator,
+    },
+    /// A round closed, with the faults its clients suffered.
+    RoundClosed(&'e RoundOutcome, &'e RoundFaults),
+}
+
 /// A message on the simulated network.
 enum Message {
     ToTrainer(ClientId, ToTrainer),
@@ -205,12 +222,11 @@ pub struct Simulator<'a> {
     faults: BTreeMap<u32, RoundFaults>,
     /// Each client's momentum, kept between its rounds when `carry_momentum` is on.
     momentum: BTreeMap<u32, Vec<f32>>,
-    /// Sees every plain update the coordinator accepts (see [`Simulator::with_update_tap`]).
-    update_tap: Option<UpdateTap<'a>>,
+    /// Messages the trainers sent and the caller has not seen yet (only when it asked to).
+    sent: Vec<(ClientId, ToCoordinator)>,
+    /// Whether to report what the trainers send ([`SimEvent::TrainerSent`]).
+    report_sent: bool,
 }
-
-/// A callback that sees `(round, client, update)` for every plain update the coordinator accepts.
-pub type UpdateTap<'a> = Box<dyn FnMut(u32, ClientId, Update) + 'a>;
 
 /// What one trainer did with the messages that reached it at one instant.
 #[derive(Default)]
@@ -226,7 +242,8 @@ impl<'a> Simulator<'a> {
     /// `network`.
     pub fn new(federation: Federation<'a>, coordinator: Coordinator, network: NetworkModel) -> Self {
         let seed = federation.task_seed;
-        let trainers = (0..federation.partition.num_clients() as u32).map(|k| Trainer::new(ClientId(k), seed)).collect();
+        let trainers =
+            (0..federation.partition.num_clients() as u32).map(|k| Trainer::new(ClientId(k), seed)).collect();
         Self {
             federation,
             coordinator,
@@ -237,16 +254,15 @@ impl<'a> Simulator<'a> {
             next_seq: 0,
             faults: Default::default(),
             momentum: Default::default(),
-            update_tap: None,
+            sent: Vec::new(),
+            report_sent: false,
         }
     }
 
-    /// Calls `tap` with every plain update the coordinator accepts, in delivery order — what an
-    /// aggregator's ledger recorder commits to. The coordinator decides: an update it refuses
-    /// (malformed, late, a duplicate) never reaches the tap. Secure aggregation delivers no
-    /// individual update, so the tap sees nothing then.
-    pub fn with_update_tap(mut self, tap: UpdateTap<'a>) -> Self {
-        self.update_tap = Some(tap);
+    /// Reports every message a trainer sends ([`SimEvent::TrainerSent`]): what a trainer that
+    /// keeps its own updates stores. Off by default (it copies each update).
+    pub fn reporting_trainer_messages(mut self) -> Self {
+        self.report_sent = true;
         self
     }
 
@@ -263,20 +279,41 @@ impl<'a> Simulator<'a> {
     /// Runs until the coordinator finishes or `on_round` breaks, calling `on_round` with each
     /// round's outcome and faults as it closes (before the next round's clients train).
     pub fn run(&mut self, mut on_round: impl FnMut(&RoundOutcome, &RoundFaults) -> ControlFlow<()>) -> SimEnd {
+        self.run_events(|event| match event {
+            SimEvent::RoundClosed(outcome, faults) => on_round(outcome, faults),
+            _ => ControlFlow::Continue(()),
+        })
+    }
+
+    /// Runs until the coordinator finishes or `on_event` breaks, telling `on_event` of every
+    /// ledger record, every round that closes and (if asked for) every message a trainer
+    /// sends, in the order they happen: a record comes before the messages the coordinator
+    /// sends after it.
+    pub fn run_events(&mut self, mut on_event: impl FnMut(SimEvent<'_>) -> ControlFlow<()>) -> SimEnd {
         self.coordinator.handle_start(self.now);
         loop {
+            for (client, message) in std::mem::take(&mut self.sent) {
+                if on_event(SimEvent::TrainerSent { client, message: &message }).is_break() {
+                    return SimEnd::Stopped;
+                }
+            }
             while let Some(action) = self.coordinator.poll_action() {
-                match action {
-                    Action::Send { to, message } => self.send_to_trainer(to, message),
+                let flow = match action {
+                    Action::Send { to, message } => {
+                        self.send_to_trainer(to, message);
+                        ControlFlow::Continue(())
+                    }
+                    Action::Record(record) => on_event(SimEvent::Record(record)),
                     Action::RoundClosed(outcome) => {
                         let faults = self.faults.remove(&outcome.round).unwrap_or_default();
-                        if on_round(&outcome, &faults).is_break() {
-                            return SimEnd::Stopped;
-                        }
+                        on_event(SimEvent::RoundClosed(&outcome, &faults))
                     }
                     Action::Finished(why) => return SimEnd::Finished(why),
                     // Refusals are counted in the round's outcome.
-                    Action::Accepted(_) | Action::Rejected { .. } => {}
+                    Action::Accepted(_) | Action::Rejected { .. } => ControlFlow::Continue(()),
+                };
+                if flow.is_break() {
+                    return SimEnd::Stopped;
                 }
             }
             if !self.step() {
@@ -345,16 +382,8 @@ impl<'a> Simulator<'a> {
     }
 
     fn deliver_to_coordinator(&mut self, from: ClientId, message: ToCoordinator) {
-        // The coordinator consumes an update; the tap gets a copy once it is accepted.
-        let copy = match (&message, &self.update_tap) {
-            (ToCoordinator::Update { round, update }, Some(_)) => Some((*round, update.clone())),
-            _ => None,
-        };
         // A refused message is counted in the round's outcome; the round goes on.
-        let handled = self.coordinator.handle_message(self.now, from, message);
-        if let (Ok(()), Some((round, update)), Some(tap)) = (handled, copy, self.update_tap.as_mut()) {
-            tap(round, from, update);
-        }
+        let _ = self.coordinator.handle_message(self.now, from, message);
     }
 
     /// The trainers handle what reached them, train if asked, and send what they have to.
@@ -413,6 +442,9 @@ impl<'a> Simulator<'a> {
         self.trainers = trainers;
         for (from, messages) in sent {
             for message in messages {
+                if self.report_sent {
+                    self.sent.push((from, message.clone()));
+                }
                 self.send(at, Message::ToCoordinator(from, message));
             }
         }
