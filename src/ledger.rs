@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 use dainet_ledger::block::Block;
 use dainet_ledger::chain::Chain;
-use dainet_ledger::folder::LedgerDir;
+use dainet_ledger::folder::{is_unfinished, LedgerDir, UNFINISHED_FILE};
 use dainet_ledger::genesis::Genesis;
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::NodeId;
@@ -170,6 +170,13 @@ fn show_summary(chain: &Chain<RedbStore>, dir: &Path) -> Result<String> {
 
     let mut out = String::new();
     line(&mut out, "ledger", dir.display());
+    if is_unfinished(dir) {
+        line(
+            &mut out,
+            "status",
+            "UNFINISHED: the run writing it stopped before its end; its last rounds may be missing",
+        );
+    }
     line(&mut out, "chain id", genesis.chain_id.0);
     line(&mut out, "genesis", format!("{} (time {} ms)", genesis.hash(), genesis.timestamp_ms));
     line(&mut out, "height", head.height);
@@ -591,7 +598,16 @@ fn held_updates(dir: &Path) -> Result<(BTreeSet<Digest>, usize)> {
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let ledger = LedgerDir::open_read_only(&args.dir)?;
+    let ledger = LedgerDir::open_read_only(&args.dir).map_err(|e| {
+        let error = anyhow::Error::new(e);
+        match is_unfinished(&args.dir) {
+            true => error.context(format!(
+                "{}: unfinished: the run writing this ledger stopped before its end",
+                args.dir.display()
+            )),
+            false => error,
+        }
+    })?;
     let held = args.updates.as_deref().map(held_updates).transpose()?;
     let report = verify_with_updates(ledger.store(), ledger.blobs(), held.as_ref().map(|(set, _)| set));
     // What was checked, by round, from the blocks that decode (a block that does not is a finding).
@@ -656,19 +672,27 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             let _ = writeln!(out, "    update {hash} node {} ({at})", short(node));
         }
     }
-    line(&mut out, "problems", report.findings.len());
-    for finding in &report.findings {
-        let _ = writeln!(out, "  {finding}");
+    // A ledger whose writer never finished may verify and still not be the whole record.
+    let unfinished = is_unfinished(&args.dir).then(|| {
+        format!(
+            "unfinished: the run writing this ledger stopped before its end ({} is still there); \
+             its last rounds may be missing",
+            args.dir.join(UNFINISHED_FILE).display()
+        )
+    });
+    let n = report.findings.len() + usize::from(unfinished.is_some());
+    line(&mut out, "problems", n);
+    for problem in report.findings.iter().map(ToString::to_string).chain(unfinished) {
+        let _ = writeln!(out, "  {problem}");
     }
-    let verdict = if report.is_ok() { "ledger ok" } else { "ledger FAILED verification" };
+    let verdict = if n == 0 { "ledger ok" } else { "ledger FAILED verification" };
     let _ = writeln!(out, "{verdict}");
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
-    if report.is_ok() {
+    if n == 0 {
         return Ok(ExitCode::SUCCESS);
     }
-    let n = report.findings.len();
     eprintln!("ledger verify: {n} problem{}", if n == 1 { "" } else { "s" });
     Ok(ExitCode::from(1))
 }

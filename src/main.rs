@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod config;
+mod interrupt;
 mod keygen;
 mod ledger;
 mod node;
@@ -81,6 +82,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<simulate::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             // A closed pipe (e.g. `dainet predict … | head`) is not a failure.
             if e.chain().any(|c| {

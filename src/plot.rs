@@ -65,9 +65,16 @@ fn padded(min: f64, max: f64, frac: f64) -> (f64, f64) {
 /// axis labels and a legend (always, one entry per series). The x range is the
 /// data's; the y range is the data's with a 5% margin. Non-finite points are
 /// skipped; if no finite point remains at all, this returns an error.
+/// The PNG is drawn under a temporary name and renamed into place, so a failed write (a full
+/// disk) leaves no partial file.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
-    draw(path, title, x_label, y_label, series)
-        .with_context(|| format!("cannot plot {:?} to {}", title, path.display()))
+    // plotters picks the format from the extension: keep `.png` last.
+    let tmp = path.with_extension("tmp.png");
+    let drawn = draw(&tmp, title, x_label, y_label, series).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    drawn.with_context(|| format!("cannot plot {:?} to {}", title, path.display()))
 }
 
 fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {

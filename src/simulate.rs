@@ -9,9 +9,10 @@
 use crate::config::{ConfigPatch, RunConfig};
 use crate::plan::{plan, Plan};
 use crate::plot::{line_chart, Series};
-use crate::record::{execute_recorded, KeptUpdates, LedgerTotals, VALIDATORS};
+use crate::record::{execute_recorded, finish_folder, KeptUpdates, LedgerTotals, VALIDATORS};
 use crate::run::{LedgerEntry, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
+use dainet_ledger::folder::LedgerDir;
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
 use dainet_protocol::RoundOutcome;
@@ -27,9 +28,13 @@ pub struct SimulateArgs {
     /// TOML file of settings (keys as the flags below, with underscores); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Continue from a checkpoint written by --checkpoint-every (same settings required).
+    /// Continue from a checkpoint written by --checkpoint-every or by an interrupted run (same
+    /// settings required).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Replace the results of another run in the output folder (they are removed first).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[command(flatten)]
     pub flags: ConfigPatch,
 }
@@ -52,6 +57,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let config = RunConfig::resolve(args.config.as_deref(), args.flags)?;
     let plan = plan(config)?;
     let c = &plan.config;
+    // Before anything is printed or written.
+    prepare_folder(&c.out, args.overwrite, args.resume.is_some())?;
 
     let (start, mut history) = match &args.resume {
         Some(path) => resume_point(&plan, path)?,
@@ -69,6 +76,10 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         eprintln!("resuming after round {} of {}", first_round - 1, c.rounds);
     }
     std::fs::create_dir_all(&c.out).with_context(|| format!("{}: cannot create the output folder", c.out.display()))?;
+    let resumed_from = args.resume.as_deref();
+    // From here on the folder says what the run is doing, whatever happens to it.
+    write_report(&plan, &history, resumed_from, &started, RunStatus::Running)?;
+    crate::interrupt::install();
 
     let record_ledger = match (c.ledger, &args.resume) {
         (false, _) => false,
@@ -96,55 +107,165 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     });
     let bar = ProgressBar::new(u64::from(c.rounds)).with_position(u64::from(first_round - 1));
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rounds, eta {eta}").expect("valid template"));
-    let spec = plan.model.spec().clone();
-    let fingerprint = c.fingerprint();
     let on_round = |record: &RoundRecord, outcome: &RoundOutcome| -> Result<()> {
         bar.suspend(|| eprintln!("{}", round_line(record, c.rounds)));
         bar.inc(1);
         history.rounds.push(record.clone());
-        if c.checkpoint_every > 0 && record.round.is_multiple_of(c.checkpoint_every) {
-            let dir = c.out.join("checkpoints");
-            std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            let mut meta = BTreeMap::from([
-                (ROUND_KEY.to_string(), record.round.to_string()),
-                (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
-                (HISTORY_KEY.to_string(), serde_json::to_string(&history)?),
-            ]);
-            if let Some(norm) = outcome.dp_clip_norm {
-                // Written exactly (shortest round-trip form), so a resume continues the same run.
-                meta.insert(DP_CLIP_KEY.to_string(), format!("{norm:?}"));
-            }
-            let path = dir.join(format!("round-{:04}.safetensors", record.round));
-            save_model(&path, &spec, &outcome.params, &meta)?;
-            if let Some(state) = &outcome.server_state {
-                save_tensors(&server_state_path(&path), &[("m", &state.0), ("v", &state.1)], &BTreeMap::new())?;
+        let due = c.checkpoint_every > 0 && record.round.is_multiple_of(c.checkpoint_every);
+        let interrupted = crate::interrupt::requested();
+        if due || interrupted {
+            let checkpoint = save_checkpoint(&plan, &history, outcome)?;
+            if interrupted {
+                return Err(Interrupted { round: record.round, checkpoint }.into());
             }
         }
         Ok(())
     };
     let ledger_dir = c.out.join("ledger");
-    let run = execute_recorded(&plan, start, record_ledger.then_some(ledger_dir.as_path()), kept, on_round)?;
+    let run = execute_recorded(&plan, start, record_ledger.then_some(ledger_dir.as_path()), kept, on_round);
     bar.finish_and_clear();
-    let final_params = run.last;
-    let ledger = run.ledger.map(|(entries, totals)| ledger_summary(entries, totals, &mut history));
-
-    let model_path = c.out.join("model.safetensors");
-    // The round the model is from (earlier than --rounds when a privacy budget stopped the run).
-    let last_round = history.rounds.last().map_or(0, |r| r.round);
-    let meta = BTreeMap::from([
-        (ROUND_KEY.to_string(), last_round.to_string()),
-        (FINGERPRINT_KEY.to_string(), fingerprint.clone()),
-    ]);
-    save_model(&model_path, &spec, &final_params, &meta)?;
-    write_plots(&c.out, &history)?;
-    let mut report = report_json(&plan, &history, args.resume.as_deref(), started.elapsed().as_secs_f64());
-    report["ledger"] = serde_json::to_value(&ledger)?;
-    let report_path = c.out.join("report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("{}: cannot write", report_path.display()))?;
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => {
+            let status = match e.downcast_ref::<Interrupted>() {
+                Some(_) => RunStatus::Interrupted,
+                None => RunStatus::Failed(format!("{e:#}")),
+            };
+            // Best effort: the run's own error is the one to report.
+            let _ = write_report(&plan, &history, resumed_from, &started, status);
+            return Err(e);
+        }
+    };
+    let finished = (|| -> Result<()> {
+        let ledger = run.ledger.map(|(entries, totals)| ledger_summary(entries, totals, &mut history));
+        let model_path = c.out.join("model.safetensors");
+        // The round the model is from (earlier than --rounds when a privacy budget stopped the run).
+        let last_round = history.rounds.last().map_or(0, |r| r.round);
+        let meta = BTreeMap::from([
+            (ROUND_KEY.to_string(), last_round.to_string()),
+            (FINGERPRINT_KEY.to_string(), c.fingerprint()),
+        ]);
+        save_model(&model_path, plan.model.spec(), &run.last, &meta)?;
+        write_plots(&c.out, &history)?;
+        let mut report = report_json(&plan, &history, resumed_from, started.elapsed().as_secs_f64());
+        report["ledger"] = serde_json::to_value(&ledger)?;
+        report["status"] = "finished".into();
+        write_json(&c.out.join("report.json"), &report)?;
+        if record_ledger {
+            // Last: a run killed before this point leaves a ledger that says it is unfinished.
+            finish_folder(&ledger_dir)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = finished {
+        let _ = write_report(&plan, &history, resumed_from, &started, RunStatus::Failed(format!("{e:#}")));
+        return Err(e);
+    }
     let last = history.rounds.last().map(|r| r.accuracy).unwrap_or(history.initial.accuracy);
     eprintln!("final accuracy {last:.4}; wrote {}", c.out.display());
     Ok(())
+}
+
+/// A run stopped by Ctrl-C (or SIGTERM) after `round`, with a checkpoint to resume from.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The last round that closed.
+    pub round: u32,
+    /// The checkpoint written after it.
+    pub checkpoint: PathBuf,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted after round {}; continue with --resume {}", self.round, self.checkpoint.display())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// What `report.json` says the run is doing.
+enum RunStatus {
+    Running,
+    Interrupted,
+    Failed(String),
+}
+
+/// The files a run writes into its folder.
+const RUN_FILES: [&str; 7] =
+    ["report.json", "model.safetensors", "accuracy.png", "loss.png", "checkpoints", "ledger", "clients"];
+
+/// Makes sure a run may write into `out`: a folder holding another run's results is refused,
+/// unless `overwrite` (those results are removed first) or `resume` (the run continues there).
+fn prepare_folder(out: &Path, overwrite: bool, resume: bool) -> Result<()> {
+    let present: Vec<&str> = RUN_FILES.iter().copied().filter(|f| out.join(f).exists()).collect();
+    if present.is_empty() || resume {
+        return Ok(());
+    }
+    if !overwrite {
+        bail!(
+            "{}: holds another run's results ({}); pass --overwrite to replace them, --resume CHECKPOINT to \
+             continue that run, or choose another --out",
+            out.display(),
+            present.join(", ")
+        );
+    }
+    let ledger = out.join("ledger");
+    if ledger.exists() && LedgerDir::open_read_only(&ledger).is_err() {
+        bail!("{}: exists and is not a ledger folder; move it away or pass --no-ledger", ledger.display());
+    }
+    for name in present {
+        let path = out.join(name);
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.with_context(|| format!("{}: cannot remove the previous run's results", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `report.json` for a run that has not finished (yet).
+fn write_report(
+    plan: &Plan,
+    history: &History,
+    resumed_from: Option<&Path>,
+    started: &Instant,
+    status: RunStatus,
+) -> Result<()> {
+    let mut report = report_json(plan, history, resumed_from, started.elapsed().as_secs_f64());
+    let (name, error) = match status {
+        RunStatus::Running => ("running", None),
+        RunStatus::Interrupted => ("interrupted", None),
+        RunStatus::Failed(error) => ("failed", Some(error)),
+    };
+    report["status"] = name.into();
+    if let Some(error) = error {
+        report["error"] = error.into();
+    }
+    write_json(&plan.config.out.join("report.json"), &report)
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    dainet_core::file::write_whole(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Writes the checkpoint of the round `outcome` closed; returns its path.
+fn save_checkpoint(plan: &Plan, history: &History, outcome: &RoundOutcome) -> Result<PathBuf> {
+    let dir = plan.config.out.join("checkpoints");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mut meta = BTreeMap::from([
+        (ROUND_KEY.to_string(), outcome.round.to_string()),
+        (FINGERPRINT_KEY.to_string(), plan.config.fingerprint()),
+        (HISTORY_KEY.to_string(), serde_json::to_string(history)?),
+    ]);
+    if let Some(norm) = outcome.dp_clip_norm {
+        // Written exactly (shortest round-trip form), so a resume continues the same run.
+        meta.insert(DP_CLIP_KEY.to_string(), format!("{norm:?}"));
+    }
+    let path = dir.join(format!("round-{:04}.safetensors", outcome.round));
+    save_model(&path, plan.model.spec(), &outcome.params, &meta)?;
+    if let Some(state) = &outcome.server_state {
+        save_tensors(&server_state_path(&path), &[("m", &state.0), ("v", &state.1)], &BTreeMap::new())?;
+    }
+    Ok(path)
 }
 
 /// One progress line: round, accuracy, loss, seconds, and what went wrong if anything did.

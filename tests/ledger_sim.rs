@@ -231,15 +231,20 @@ fn a_ledger_folder_that_is_not_a_ledger_is_never_replaced() {
     let precious = dir.path().join("ledger").join("notes.txt");
     std::fs::create_dir_all(precious.parent().unwrap()).unwrap();
     std::fs::write(&precious, "mine").unwrap();
-    let out = dainet(&["simulate", "--out", s(dir.path()), "--rounds", "1"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a ledger folder"));
+    // Not even with --overwrite, which replaces a previous run's results.
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let mut args = vec!["simulate", "--out", s(dir.path()), "--rounds", "1"];
+        args.extend_from_slice(extra);
+        let out = dainet(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not a ledger folder") || err.contains("holds another run's results"), "{err}");
+    }
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "mine");
-    // A previous run's ledger is replaced.
-    simulate(dir.path(), "1", &["--no-ledger"]);
+    // A previous run's ledger is replaced with --overwrite.
     std::fs::remove_dir_all(dir.path().join("ledger")).unwrap();
     simulate(dir.path(), "1", &[]);
-    simulate(dir.path(), "2", &[]);
+    simulate(dir.path(), "2", &["--overwrite"]);
     assert!(dainet(&["ledger", "verify", s(&dir.path().join("ledger"))]).status.success());
 }
 

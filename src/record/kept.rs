@@ -50,7 +50,8 @@ impl KeptUpdates {
                 std::fs::create_dir_all(&folder).with_context(|| format!("{}: cannot create", folder.display()))?;
                 let bytes: Vec<u8> = input.words().iter().flat_map(|w| w.to_le_bytes()).collect();
                 let path = folder.join(format!("round-{round:04}.masked"));
-                std::fs::write(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+                dainet_core::file::write_whole(&path, &bytes)
+                    .with_context(|| format!("{}: cannot write", path.display()))
             }
             _ => Ok(()),
         }

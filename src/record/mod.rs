@@ -29,7 +29,7 @@ use crate::plan::Plan;
 use crate::run::{execute_observed, LedgerEntry, RoundRecord, RunObserver, Start};
 use anyhow::{bail, Context, Result};
 use dainet_core::Params;
-use dainet_ledger::folder::LedgerDir;
+use dainet_ledger::folder::{mark_finished, mark_unfinished, LedgerDir};
 use dainet_ml::ModelSpec;
 use dainet_protocol::{ClientId, LedgerRecord, RoundOutcome, ToCoordinator};
 use round::RoundLedger;
@@ -115,6 +115,10 @@ impl LedgerRecorder {
             std::fs::remove_dir_all(dir)
                 .with_context(|| format!("{}: cannot replace the previous run's ledger", dir.display()))?;
         }
+        // Marked first, so a folder this run left at any point says the run did not finish
+        // (until `finish_folder`).
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        mark_unfinished(dir).with_context(|| format!("{}: cannot mark the ledger unfinished", dir.display()))?;
         let (store, blobs) = LedgerDir::create(dir)?.into_parts();
         let c = &plan.config;
         let settings = RecorderSettings {
@@ -202,6 +206,12 @@ impl LedgerRecorder {
         let thread = self.thread.take().context("the ledger's recording thread already ended")?;
         thread.join().map_err(|_| anyhow::anyhow!("the ledger's recording thread panicked"))?
     }
+}
+
+/// Marks the ledger folder `dir` finished: the run that recorded it wrote everything it had
+/// to, report included. Until then `dainet ledger verify` says the ledger is unfinished.
+pub fn finish_folder(dir: &Path) -> Result<()> {
+    mark_finished(dir).with_context(|| format!("{}: cannot mark the ledger finished", dir.display()))
 }
 
 /// What a simulation records beside its rounds: the ledger, and the updates each trainer
