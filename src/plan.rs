@@ -52,8 +52,10 @@ fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>
             (all, None)
         }
         DatasetKind::Idx => {
-            let (images, labels) = (config.images.as_deref(), config.labels.as_deref());
-            (load_idx_dataset(images.expect("validated"), labels.expect("validated"))?, None)
+            let (Some(images), Some(labels)) = (config.images.as_deref(), config.labels.as_deref()) else {
+                bail!("dataset = idx needs both images and labels (--images FILE --labels FILE)");
+            };
+            (load_idx_dataset(images, labels)?, None)
         }
         DatasetKind::Synthetic => {
             let config = SyntheticConfig {
@@ -69,12 +71,17 @@ fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>
             return Ok((train.dataset, test.dataset, Some(ids)));
         }
         DatasetKind::Csv => {
+            let column = |c: &str| match c.parse::<ColumnRef>() {
+                Ok(column) => column,
+                Err(never) => match never {},
+            };
             let opts = CsvOptions {
-                label_column: config.label_column.as_deref().map(|c| c.parse::<ColumnRef>().expect("infallible")),
-                client_column: config.client_column.as_deref().map(|c| c.parse::<ColumnRef>().expect("infallible")),
+                label_column: config.label_column.as_deref().map(column),
+                client_column: config.client_column.as_deref().map(column),
                 ..CsvOptions::default()
             };
-            let data = load_csv(config.csv.as_deref().expect("validated"), &opts)?;
+            let Some(csv) = config.csv.as_deref() else { bail!("dataset = csv needs a file (--csv FILE)") };
+            let data = load_csv(csv, &opts)?;
             (data.dataset, data.client_ids)
         }
     };

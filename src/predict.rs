@@ -34,7 +34,10 @@ pub struct PredictArgs {
 fn read_rows(path: &Path, dim: usize, label_column: Option<&str>) -> Result<(Vec<f32>, Option<Vec<u32>>)> {
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let (x, got, labels) = if is_csv {
-        let label_column = label_column.map(|c| c.parse::<ColumnRef>().expect("infallible"));
+        let label_column = label_column.map(|c| match c.parse::<ColumnRef>() {
+            Ok(column) => column,
+            Err(never) => match never {},
+        });
         let labelled = label_column.is_some();
         let opts = CsvOptions { label_column, ..CsvOptions::default() };
         if labelled {

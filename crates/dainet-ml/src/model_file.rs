@@ -28,12 +28,12 @@ const FORMAT: &str = "1";
 #[non_exhaustive]
 pub enum ModelFileError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// The file is not valid safetensors.
     #[error("{path}: not a valid safetensors file: {reason}")]
@@ -131,7 +131,7 @@ pub type TensorsAndMetadata = (BTreeMap<String, Vec<f32>>, BTreeMap<String, Stri
 
 /// Reads every `F32` tensor of a safetensors file (flattened) and its metadata.
 pub fn load_tensors(path: &Path) -> Result<TensorsAndMetadata, ModelFileError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), cause: source })?;
     let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format)?;
     let file = SafeTensors::deserialize(&bytes).map_err(format)?;
@@ -160,7 +160,7 @@ fn write_safetensors(
     let data = encode_safetensors(tensors, metadata);
     // Whole or not at all: a crash never leaves a torn file, a failed write no temporary one.
     dainet_core::file::write_whole(path, &data)
-        .map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })
+        .map_err(|source| ModelFileError::Io { path: path.to_path_buf(), cause: source })
 }
 
 /// The bytes of a safetensors file holding `tensors`: deterministic (sorted header keys, no
@@ -209,7 +209,7 @@ fn extend_le_bytes(data: &mut Vec<u8>, values: &[f32]) {
 
 /// Reads a model file written by [`save_model`].
 pub fn load_model(path: &Path) -> Result<ModelFile, ModelFileError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), cause: source })?;
     let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format)?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(format)?;

@@ -353,19 +353,16 @@ impl<'a> Simulator<'a> {
     fn step(&mut self) -> bool {
         let arrival_at = self.in_flight.peek().map(|Reverse(d)| d.at);
         let timer_at = self.coordinator.poll_timeout();
-        let deliver = match (arrival_at, timer_at) {
-            (Some(a), Some(t)) => a <= t,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
+        let at = match (arrival_at, timer_at) {
+            (Some(a), Some(t)) if a <= t => a,
+            (Some(a), None) => a,
+            (_, Some(t)) => {
+                self.now = self.now.max(t);
+                self.coordinator.handle_timeout(self.now);
+                return true;
+            }
             (None, None) => return false,
         };
-        if !deliver {
-            let t = timer_at.expect("checked above");
-            self.now = self.now.max(t);
-            self.coordinator.handle_timeout(self.now);
-            return true;
-        }
-        let at = arrival_at.expect("checked above");
         self.now = self.now.max(at);
         let mut to_trainers: BTreeMap<ClientId, Vec<ToTrainer>> = BTreeMap::new();
         while self.in_flight.peek().is_some_and(|Reverse(d)| d.at == at) {
