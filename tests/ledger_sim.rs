@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dainet, s};
+use common::{dainet, files, s};
 use dainet_ledger::blob::BlobStore;
 use dainet_ledger::chain::Chain;
 use dainet_ledger::folder::LedgerDir;
@@ -29,20 +29,6 @@ fn folder_bytes(dir: &Path) -> u64 {
         total += if path.is_dir() { folder_bytes(&path) } else { std::fs::metadata(&path).unwrap().len() };
     }
     total
-}
-
-/// Every file under `dir`.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Each round's `OpenRound` is in a lower block than the round's first `CommitUpdate`.

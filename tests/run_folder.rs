@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{assert_clean_error, dainet, s};
+use common::{assert_clean_error, dainet, files, s};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,20 +47,6 @@ fn wait_for_line(child: &mut Child, needle: &str) -> BufReader<std::process::Chi
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) with a pid this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
-}
-
-/// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -3,7 +3,7 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the built `dainet` with `args` and waits for it.
@@ -35,4 +35,18 @@ pub fn assert_clean_error(out: &Output, needle: &str) {
     assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     assert!(lines[0].contains(needle), "error should name {needle:?}: {stderr}");
+}
+
+/// Every file under `dir`, recursively.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -82,21 +82,27 @@ impl LedgerRecord {
 /// The commitment to an update's parameters: blake3 of the values as little-endian `f32`s,
 /// under a domain key, so a model file's other bytes (names, metadata) do not matter.
 pub fn update_digest(values: &[f32]) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("dainet update values v1");
-    for chunk in values.chunks(4096) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-        hasher.update(&bytes);
-    }
-    *hasher.finalize().as_bytes()
+    digest("dainet update values v1", values.iter().map(|v| v.to_le_bytes()))
 }
 
 /// The commitment to a SecAgg+ masked input: blake3 of its words as little-endian `u32`s.
 pub fn masked_input_digest(words: &[u32]) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("dainet masked input v1");
-    for chunk in words.chunks(4096) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-        hasher.update(&bytes);
+    digest("dainet masked input v1", words.iter().map(|w| w.to_le_bytes()))
+}
+
+/// blake3 in key-derivation mode for `context` over `words`, hashed in chunks (no copy of the
+/// whole input).
+fn digest(context: &str, words: impl Iterator<Item = [u8; 4]>) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key(context);
+    let mut chunk = Vec::with_capacity(16 * 1024);
+    for word in words {
+        chunk.extend_from_slice(&word);
+        if chunk.len() == chunk.capacity() {
+            hasher.update(&chunk);
+            chunk.clear();
+        }
     }
+    hasher.update(&chunk);
     *hasher.finalize().as_bytes()
 }
 
