@@ -562,35 +562,51 @@ struct RoundCommitments {
     aggregate: Option<(Digest, At)>,
 }
 
-/// The commitments of every update file under `dir`: `*.safetensors` models by their values,
-/// `*.masked` masked inputs by their words. Returns them and the number of files read.
-fn held_updates(dir: &Path) -> Result<(BTreeSet<Digest>, usize)> {
+/// The round and commitment of every update file under `dir`: `*.safetensors` models by their
+/// values (their round from the `dainet.round` metadata), `*.masked` masked inputs by their
+/// words (their round from the name, `round-NNNN.masked`). Returns them and the number of files
+/// read. Symbolic links are not followed.
+fn held_updates(dir: &Path) -> Result<(BTreeSet<(u64, Digest)>, usize)> {
     let mut held = BTreeSet::new();
     let mut files = 0;
     let mut folders = vec![dir.to_path_buf()];
     while let Some(folder) = folders.pop() {
         let entries = std::fs::read_dir(&folder).with_context(|| format!("{}: cannot read", folder.display()))?;
         for entry in entries {
-            let path = entry.with_context(|| format!("{}: cannot read", folder.display()))?.path();
-            if path.is_dir() {
+            let entry = entry.with_context(|| format!("{}: cannot read", folder.display()))?;
+            let path = entry.path();
+            let kind = entry.file_type().with_context(|| format!("{}: cannot read", path.display()))?;
+            if kind.is_dir() {
                 folders.push(path);
                 continue;
             }
-            let hash = match path.extension().and_then(|e| e.to_str()) {
+            let bad_round = || anyhow::anyhow!("{}: no round in its name or metadata", path.display());
+            let (round, hash) = match path.extension().and_then(|e| e.to_str()) {
                 // The update's values in its model's layout order, as the coordinator hashed them.
-                Some("safetensors") => update_digest(load_model(&path)?.params.values()),
+                Some("safetensors") => {
+                    let model = load_model(&path)?;
+                    let round =
+                        model.metadata.get("dainet.round").and_then(|r| r.parse().ok()).ok_or_else(bad_round)?;
+                    (round, update_digest(model.params.values()))
+                }
                 Some("masked") => {
+                    let round = path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .and_then(|s| s.strip_prefix("round-"))
+                        .and_then(|r| r.parse().ok())
+                        .ok_or_else(bad_round)?;
                     let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
                     if bytes.len() % 4 != 0 {
                         bail!("{}: {} bytes is not a whole number of 32-bit words", path.display(), bytes.len());
                     }
                     let words: Vec<u32> =
                         bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
-                    masked_input_digest(&words)
+                    (round, masked_input_digest(&words))
                 }
                 _ => continue,
             };
-            held.insert(Digest(hash));
+            held.insert((round, Digest(hash)));
             files += 1;
         }
     }

@@ -12,7 +12,7 @@ use crate::plot::{line_chart, Series};
 use crate::record::{execute_recorded, finish_folder, KeptUpdates, LedgerTotals, VALIDATORS};
 use crate::run::{LedgerEntry, RoundRecord, Start};
 use anyhow::{bail, Context, Result};
-use dainet_ledger::folder::LedgerDir;
+use dainet_ledger::folder::{is_unfinished, mark_unfinished, LedgerDir};
 use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
 use dainet_protocol::RoundOutcome;
@@ -58,7 +58,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let plan = plan(config)?;
     let c = &plan.config;
     // Before anything is printed or written.
-    prepare_folder(&c.out, args.overwrite, args.resume.is_some())?;
+    prepare_folder(&c.out, args.overwrite, args.resume.is_some(), &c.fingerprint())?;
 
     let (start, mut history) = match &args.resume {
         Some(path) => resume_point(&plan, path)?,
@@ -145,8 +145,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             (ROUND_KEY.to_string(), last_round.to_string()),
             (FINGERPRINT_KEY.to_string(), c.fingerprint()),
         ]);
-        save_model(&model_path, plan.model.spec(), &run.last, &meta)?;
         write_plots(&c.out, &history)?;
+        save_model(&model_path, plan.model.spec(), &run.last, &meta)?;
         let mut report = report_json(&plan, &history, resumed_from, started.elapsed().as_secs_f64());
         report["ledger"] = serde_json::to_value(&ledger)?;
         report["status"] = "finished".into();
@@ -196,9 +196,29 @@ const RUN_FILES: [&str; 7] =
 
 /// Makes sure a run may write into `out`: a folder holding another run's results is refused,
 /// unless `overwrite` (those results are removed first) or `resume` (the run continues there).
-fn prepare_folder(out: &Path, overwrite: bool, resume: bool) -> Result<()> {
+fn prepare_folder(out: &Path, overwrite: bool, resume: bool, fingerprint: &str) -> Result<()> {
     let present: Vec<&str> = RUN_FILES.iter().copied().filter(|f| out.join(f).exists()).collect();
-    if present.is_empty() || resume {
+    if present.is_empty() {
+        return Ok(());
+    }
+    let ledger = out.join("ledger");
+    if resume {
+        // Continue only the run the checkpoint belongs to, not another one that shares the folder.
+        if let Ok(text) = std::fs::read(out.join("report.json")) {
+            let report: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+            if report["config_fingerprint"].as_str().is_some_and(|f| f != fingerprint) {
+                bail!(
+                    "{}: holds the results of a run with other settings; resume into the folder of the run that \
+                     wrote the checkpoint, or choose another --out",
+                    out.display()
+                );
+            }
+        }
+        // A resumed run does not continue the ledger yet: the one there no longer holds the
+        // whole run, and says so.
+        if ledger.is_dir() {
+            mark_unfinished(&ledger).with_context(|| format!("{}: cannot mark unfinished", ledger.display()))?;
+        }
         return Ok(());
     }
     if !overwrite {
@@ -209,8 +229,8 @@ fn prepare_folder(out: &Path, overwrite: bool, resume: bool) -> Result<()> {
             present.join(", ")
         );
     }
-    let ledger = out.join("ledger");
-    if ledger.exists() && LedgerDir::open_read_only(&ledger).is_err() {
+    // A ledger folder, or what a killed run left of one (only its mark), may go; nothing else.
+    if ledger.exists() && !is_unfinished(&ledger) && LedgerDir::open_read_only(&ledger).is_err() {
         bail!("{}: exists and is not a ledger folder; move it away or pass --no-ledger", ledger.display());
     }
     for name in present {

@@ -178,6 +178,8 @@ fn the_rounds_privacy_spends_add_up_to_the_final_epsilon() {
     for r in 1..=6 {
         let round = chain.state().round(r).unwrap();
         assert_eq!(round.privacy.len(), 1, "one spend per round");
+        // One client's norm and example count stay off the shared record under DP.
+        assert!(round.updates.values().all(|u| u.norm_bits == 0.0f64.to_bits() && u.examples == 0));
         let spent = f64::from_bits(round.privacy[0].epsilon_bits);
         let reported = report["rounds"][r as usize - 1]["epsilon_round"].as_f64().unwrap();
         assert_eq!(spent, reported);

@@ -107,8 +107,9 @@ fn kill_after(needle: &str) {
     if ledger.exists() {
         let o = dainet(&["ledger", "verify", s(&ledger)]);
         let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        if finished {
-            assert!(o.status.success(), "{text}");
+        if finished && o.status.success() {
+            // The run wrote everything; killed after its report, the ledger may still carry
+            // its mark (checked below).
         } else {
             // Problems found (1), or a folder too incomplete to open (2): either way it says why.
             assert!(matches!(o.status.code(), Some(1 | 2)), "an unfinished run's ledger verified: {text}");
@@ -190,4 +191,24 @@ fn a_full_disk_fails_the_run_cleanly_and_leaves_nothing_partial() {
     assert!(left.iter().all(|f| f.extension().is_none_or(|e| e != "tmp")), "partial files: {left:?}");
     assert!(!dir.path().join("ledger").exists(), "a failed run left its ledger");
     assert!(!dir.path().join("model.safetensors").exists());
+}
+
+#[test]
+fn resume_continues_only_its_own_run_and_marks_the_ledger_it_does_not_extend() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dainet(&["simulate", "--out", s(dir.path()), "--rounds", "2", "--checkpoint-every", "1"]);
+    assert!(o.status.success());
+    let checkpoint = dir.path().join("checkpoints").join("round-0001.safetensors");
+    // A folder that holds a run with other settings is not where this checkpoint continues.
+    let other = tempfile::tempdir().unwrap();
+    assert!(dainet(&["simulate", "--out", s(other.path()), "--rounds", "2", "--seed", "2"]).status.success());
+    let o = dainet(&["simulate", "--out", s(other.path()), "--rounds", "3", "--resume", s(&checkpoint)]);
+    assert_clean_error(&o, "a run with other settings");
+    // In its own folder it continues; the ledger there holds only rounds 1 and 2 and says so.
+    let o = dainet(&["simulate", "--out", s(dir.path()), "--rounds", "3", "--resume", s(&checkpoint)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report(dir.path())["status"], "finished");
+    let verify = dainet(&["ledger", "verify", s(&dir.path().join("ledger"))]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("unfinished"));
 }

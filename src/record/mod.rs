@@ -29,7 +29,7 @@ use crate::plan::Plan;
 use crate::run::{execute_observed, LedgerEntry, RoundRecord, RunObserver, Start};
 use anyhow::{bail, Context, Result};
 use dainet_core::Params;
-use dainet_ledger::folder::{mark_finished, mark_unfinished, LedgerDir};
+use dainet_ledger::folder::{is_unfinished, mark_finished, mark_unfinished, LedgerDir};
 use dainet_ml::ModelSpec;
 use dainet_protocol::{ClientId, LedgerRecord, RoundOutcome, ToCoordinator};
 use round::RoundLedger;
@@ -109,7 +109,7 @@ impl LedgerRecorder {
         let started = Instant::now();
         if dir.exists() {
             // Replace only what a previous run wrote: a ledger folder, never anything else.
-            if LedgerDir::open(dir).is_err() {
+            if LedgerDir::open(dir).is_err() && !is_unfinished(dir) {
                 bail!("{}: exists and is not a ledger folder; move it away or pass --no-ledger", dir.display());
             }
             std::fs::remove_dir_all(dir)

@@ -15,7 +15,7 @@
 //! - every aggregate hash a transaction commits to is in the [`BlobStore`] and its bytes hash
 //!   to it;
 //! - with the owners' update stores ([`verify_with_updates`]), every update commitment names an
-//!   update one of them holds. Individual updates stay with the trainers that made them, not in
+//!   update one of them holds for that round. Individual updates stay with the trainers that made them, not in
 //!   the shared ledger folder, so without those stores the commitments are only counted
 //!   ([`Report::updates_unchecked`]).
 //!
@@ -194,12 +194,12 @@ pub fn verify<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(store: &S, blobs: &
     verify_with_updates(store, blobs, None)
 }
 
-/// [`verify`], and with `updates` (the hashes of the updates the owners' stores hold), check
-/// that every update commitment names one of them.
+/// [`verify`], and with `updates` (the round and hash of each update the owners' stores hold),
+/// check that every update commitment names one of them for its round.
 pub fn verify_with_updates<S: BlockStore + ?Sized, B: BlobStore + ?Sized>(
     store: &S,
     blobs: &B,
-    updates: Option<&BTreeSet<Digest>>,
+    updates: Option<&BTreeSet<(u64, Digest)>>,
 ) -> Report {
     let mut report = Report::default();
     let Some(genesis) = read_genesis(store, &mut report) else { return report };
@@ -284,8 +284,8 @@ fn read_genesis<S: BlockStore + ?Sized>(store: &S, report: &mut Report) -> Optio
 
 /// The verifier's position while walking up the chain.
 struct Walk<'a> {
-    /// The owners' updates, if given.
-    updates: Option<&'a BTreeSet<Digest>>,
+    /// The owners' updates by round, if given.
+    updates: Option<&'a BTreeSet<(u64, Digest)>>,
     genesis: Genesis,
     /// The replayed state; `None` once replay has stopped.
     state: Option<State>,
@@ -374,11 +374,11 @@ impl Walk<'_> {
         }
         self.report.txs_checked += block.txs.len() as u64;
         for (index, tx) in block.txs.iter().enumerate() {
-            if let TxBody::CommitUpdate { update_hash, .. } = &tx.body {
+            if let TxBody::CommitUpdate { round, update_hash, .. } = &tx.body {
                 match self.updates {
                     Some(held) => {
                         self.report.updates_checked += 1;
-                        if !held.contains(update_hash) {
+                        if !held.contains(&(*round, *update_hash)) {
                             findings.push(Finding::MissingUpdate { height, index, hash: *update_hash });
                         }
                     }

@@ -198,16 +198,20 @@ fn changed_blob_is_found() {
     assert!(report.is_ok(), "updates are not the shared store's to hold: {report}");
     assert_eq!((report.updates_checked, report.updates_unchecked), (0, ROUNDS * 3), "{report}");
     // Given the owners' updates, a commitment to one they do not hold is found.
-    let held: BTreeSet<Digest> = (1..=store.tip().unwrap().unwrap().height)
+    let held: BTreeSet<(u64, Digest)> = (1..=store.tip().unwrap().unwrap().height)
         .flat_map(|h| block(&store, h).txs)
         .filter_map(|tx| match tx.body {
-            TxBody::CommitUpdate { update_hash, .. } => Some(update_hash),
+            TxBody::CommitUpdate { round, update_hash, .. } => Some((round, update_hash)),
             _ => None,
         })
         .collect();
+    // The right update for another round does not count.
+    let shifted: BTreeSet<(u64, Digest)> = held.iter().map(|&(r, h)| (r + 1, h)).collect();
+    let report = verify_with_updates(&store, &without_updates, Some(&shifted));
+    assert_eq!(report.findings.len(), 9, "{report}");
     assert!(verify_with_updates(&store, &without_updates, Some(&held)).is_ok());
     let mut missing_one = held.clone();
-    missing_one.remove(&update_hash);
+    missing_one.remove(&(1, update_hash));
     let report = verify_with_updates(&store, &without_updates, Some(&missing_one));
     assert_eq!(report.findings, vec![Finding::MissingUpdate { height: 1, index: 1, hash: update_hash }], "{report}");
     assert_eq!((report.updates_checked, report.updates_unchecked), (ROUNDS * 3, 0));

@@ -166,6 +166,10 @@ pub enum ConfigError {
          (fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad), not {0}"
     )]
     SecureNeedsMean(String),
+    /// Secure aggregation with no round deadline: a trainer that never becomes ready would
+    /// hold the round forever.
+    #[error("secure aggregation needs a round deadline (--round-timeout-ms): a trainer that fails would hold the round forever")]
+    SecureNeedsDeadline,
     /// Secure aggregation in rounds of one client.
     #[error("secure aggregation needs at least 2 clients per round (raise --fraction)")]
     SecureRoundTooSmall,
@@ -232,6 +236,15 @@ impl RoundConfig {
             }
             if per_round < 2 {
                 return Err(ConfigError::SecureRoundTooSmall);
+            }
+            if self.round_timeout_ms.is_none() {
+                return Err(ConfigError::SecureNeedsDeadline);
+            }
+            let (t, shares) = (secure.reconstruction_threshold, secure.num_shares);
+            if t < 2 || t > shares {
+                return Err(ConfigError::Secure(format!(
+                    "the reconstruction threshold {t} must be between 2 and the {shares} shares of a secret"
+                )));
             }
             if matches!(strategy.dp, Some(DpConfig { clipping: Clipping::Adaptive { .. }, .. })) {
                 return Err(ConfigError::SecureAdaptiveClipping);

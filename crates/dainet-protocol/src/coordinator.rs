@@ -107,6 +107,8 @@ impl Rejection {
     /// A short stable name for counting (`wrong_round`, `not_sampled`, …).
     pub fn kind(&self) -> &'static str {
         match self {
+            // A message for a round that already closed: late, not malformed.
+            Rejection::WrongRound { open, got } if *open > 0 && got < open => "late",
             Rejection::WrongRound { .. } => "wrong_round",
             Rejection::NotSampled(_) => "not_sampled",
             Rejection::Duplicate(_) => "duplicate",
@@ -185,6 +187,8 @@ pub struct RoundOutcome {
     pub dp_clip_norm: Option<f64>,
     /// The privacy spent so far and in this round (with privacy accounting).
     pub privacy: Option<PrivacySpent>,
+    /// Why the run ends with this round, if it does (an [`Action::Finished`] follows).
+    pub finish: Option<Finish>,
 }
 
 impl RoundOutcome {
@@ -379,13 +383,16 @@ impl Coordinator {
                     return Err(Rejection::NoExamples(from));
                 }
                 let weight = update.num_examples as f64;
+                // Under differential privacy neither the raw norm nor the example count of one
+                // client goes on the shared record (0: not recorded).
+                let dp = self.strategy.config().dp.is_some();
                 let commitment = self.recording.then(|| {
-                    let norm = squared_distance(&update.params, self.global.values()).sqrt();
-                    (update_digest(&update.params), norm)
+                    let norm = if dp { 0.0 } else { squared_distance(&update.params, self.global.values()).sqrt() };
+                    (update_digest(&update.params), norm, if dp { 0 } else { update.num_examples })
                 });
                 aggregation.add(update.params, weight).map_err(|reason| Rejection::Invalid { client: from, reason })?;
-                if let Some((hash, norm)) = commitment {
-                    let (round, examples) = (open.round, update.num_examples);
+                if let Some((hash, norm, examples)) = commitment {
+                    let round = open.round;
                     let record = LedgerRecord::Update { round, client: from, hash, examples, norm };
                     self.actions.push_back(Action::Record(record));
                 }
@@ -652,7 +659,11 @@ impl Coordinator {
         let (m, v) = self.strategy.server_state();
         let server_state = (!m.is_empty()).then(|| Arc::new((m.to_vec(), v.to_vec())));
         let mut finish = None;
-        let privacy = match self.privacy.as_mut().map(PrivacyAccount::compose_round) {
+        // Only a round that moved the model released anything; its noise is what the trainers
+        // whose inputs it holds added (distributed) or the coordinator's (central).
+        let released = closed.not_aggregated.is_none();
+        let privacy = match self.privacy.as_mut().map(|account| account.compose_round(released, closed.answered.len()))
+        {
             Some(Ok(spent)) => Some(spent),
             Some(Err(e)) => {
                 finish = Some(Finish::Accounting(e.to_string()));
@@ -660,6 +671,20 @@ impl Coordinator {
             }
             None => None,
         };
+        if finish.is_none() && round >= self.config.rounds {
+            finish = Some(Finish::LastRound);
+        }
+        if finish.is_none() {
+            if let Some(account) = &self.privacy {
+                finish = match account.next_round_exceeds_budget() {
+                    Ok(Some(would_reach)) => {
+                        Some(Finish::PrivacyBudget { budget: account.budget().unwrap_or(f64::INFINITY), would_reach })
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Finish::Accounting(e.to_string())),
+                };
+            }
+        }
         let contributors: Vec<ClientId> = closed.answered.iter().copied().collect();
         if self.recording {
             if closed.not_aggregated.is_none() && !contributors.is_empty() {
@@ -686,21 +711,8 @@ impl Coordinator {
             server_state,
             dp_clip_norm: self.strategy.dp_clip_norm(),
             privacy,
+            finish: finish.clone(),
         }));
-        if finish.is_none() && round >= self.config.rounds {
-            finish = Some(Finish::LastRound);
-        }
-        if finish.is_none() {
-            if let Some(account) = &self.privacy {
-                finish = match account.next_round_exceeds_budget() {
-                    Ok(Some(would_reach)) => {
-                        Some(Finish::PrivacyBudget { budget: account.budget().unwrap_or(f64::INFINITY), would_reach })
-                    }
-                    Ok(None) => None,
-                    Err(e) => Some(Finish::Accounting(e.to_string())),
-                };
-            }
-        }
         match finish {
             Some(finish) => {
                 self.finished = true;
@@ -810,6 +822,7 @@ mod tests {
         assert_eq!(r(&mut c, clients[0], 1, update(&[f32::NAN, 0.0], 1)), "non_finite");
         assert_eq!(r(&mut c, clients[0], 1, update(&[1.0], 1)), "wrong_length");
         assert_eq!(r(&mut c, clients[0], 2, update(&[1.0, 1.0], 1)), "wrong_round");
+        assert_eq!(r(&mut c, clients[0], 0, update(&[1.0, 1.0], 1)), "late", "for a round already closed");
         assert_eq!(r(&mut c, outsider, 1, update(&[1.0, 1.0], 1)), "not_sampled");
         assert_eq!(r(&mut c, clients[0], 1, update(&[1.0, 1.0], 0)), "no_examples");
         c.handle_update(Time(1), clients[0], 1, update(&[1.0, 1.0], 1)).unwrap();
@@ -822,7 +835,7 @@ mod tests {
         assert_eq!(out.contributors.len(), 3);
         assert_eq!(out.params.values(), &[1.0, 1.0]);
         let total: u32 = out.rejected.iter().map(|(_, n)| n).sum();
-        assert_eq!(total, 6);
+        assert_eq!(total, 7);
         // Round 2 started at once.
         assert_eq!(train_targets(&actions).len(), 3);
     }
@@ -910,13 +923,19 @@ mod tests {
         let krum = StrategyConfig::named("krum", &RobustParams { f: 1, ..RobustParams::default() }).unwrap();
         let krum = Coordinator::new(config(3, None, 1), Strategy::new(krum, 1).unwrap(), params(&[0.0]), 1);
         assert!(matches!(krum.err(), Some(ConfigError::StrategyMinimum { needs: 5, per_round: 3, .. })));
-        let mut secure = config(3, None, 1);
+        let mut secure = config(3, Some(100), 1);
         secure.secure = Some(SecureConfig::new(3, None, None, 1.0, 1 << 16, 100));
         let median = StrategyConfig::named("median", &RobustParams::default()).unwrap();
         let refused = Coordinator::new(secure.clone(), Strategy::new(median, 1).unwrap(), params(&[0.0]), 1);
         assert!(matches!(refused.err(), Some(ConfigError::SecureNeedsMean(_))));
         secure.secure = Some(SecureConfig::new(3, None, None, 1.0, 1 << 16, 1 << 20));
         assert!(matches!(bad(secure, 1), Some(ConfigError::Secure(_))), "n · max_weight · (q − 1) overflows");
+        let mut no_deadline = config(3, None, 1);
+        no_deadline.secure = Some(SecureConfig::new(3, None, None, 1.0, 1 << 16, 100));
+        assert_eq!(bad(no_deadline.clone(), 1), Some(ConfigError::SecureNeedsDeadline));
+        no_deadline.round_timeout_ms = Some(100);
+        no_deadline.secure = Some(SecureConfig::new(3, Some(3), Some(4), 1.0, 1 << 16, 100));
+        assert!(matches!(bad(no_deadline, 1), Some(ConfigError::Secure(why)) if why.contains("threshold 4")));
         let mut no_dp = config(3, None, 1);
         no_dp.privacy = Some(PrivacyConfig { delta: 1e-5, budget: None });
         assert_eq!(bad(no_dp, 1), Some(ConfigError::PrivacyWithoutDp));

@@ -38,8 +38,9 @@ pub enum Upload {
 /// What a trainer needs to prepare its input to a secure round.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SecureUpload {
-    /// Client-side differential privacy: the trainer clips its change to `clip_norm` and adds
-    /// its share of the noise (distributed DP); its weight is then 1.
+    /// Client-side differential privacy: the trainer clips its change to `clip_norm` and, with
+    /// distributed noise, adds its share of it (with central noise the coordinator adds the
+    /// noise to the sum); its weight is then 1.
     pub dp: Option<(DpConfig, f64)>,
     /// The largest weight (example count) an input may carry; a larger count is clamped.
     pub max_weight: u32,

@@ -5,9 +5,15 @@
 //! of the subsampled Gaussian) assumes Poisson sampling with q = m/K, the usual approximation
 //! for fixed-size sampling, and noise multiplier z. ε is reported at the run's δ with the
 //! classic conversion (the budget's) and the tighter one of Balle et al. 2020.
+//!
+//! With distributed noise each of the m trainers adds a share N(0, z²C²/m); a round whose sum
+//! holds only n < m shares (dropouts, a deadline) carries noise z·√(n/m), and that is what is
+//! composed (a lower bound on the true multiplier under adaptive clipping, so ε is never
+//! under-reported). The budget check before a round assumes all m shares; the ε reported is
+//! what the round actually spent.
 
 use crate::config::{ConfigError, PrivacyConfig};
-use dainet_agg::dp::DpConfig;
+use dainet_agg::dp::{DpConfig, NoisePlacement};
 use dainet_privacy::accountant::{default_orders, Conversion, RdpAccountant};
 
 /// The privacy spent by a run, as of one round.
@@ -33,6 +39,8 @@ pub(crate) struct PrivacyAccount {
     budget: Option<f64>,
     /// ε (classic) after the rounds composed so far.
     spent: f64,
+    /// Whether the noise comes in shares from the trainers, and m, the shares of a full round.
+    distributed: Option<usize>,
 }
 
 impl PrivacyAccount {
@@ -55,7 +63,16 @@ impl PrivacyAccount {
             accountant.compose(q, dp.noise_multiplier, u64::from(first_round - 1)).map_err(err)?;
             spent = accountant.epsilon(config.delta, Conversion::Classic).map_err(err)?;
         }
-        Ok(Self { accountant, q, z: dp.noise_multiplier, delta: config.delta, budget: config.budget, spent })
+        let distributed = (dp.placement == NoisePlacement::Distributed).then_some(dp.clients_per_round);
+        Ok(Self {
+            accountant,
+            q,
+            z: dp.noise_multiplier,
+            delta: config.delta,
+            budget: config.budget,
+            spent,
+            distributed,
+        })
     }
 
     /// `Some(ε)` if one more round would take ε past the budget (ε what it would reach).
@@ -73,14 +90,50 @@ impl PrivacyAccount {
         self.budget
     }
 
-    /// Composes one round; returns what has been spent.
-    pub(crate) fn compose_round(&mut self) -> Result<PrivacySpent, ConfigError> {
+    /// Composes one round whose released model (if `released`) holds the noise shares of
+    /// `contributors` trainers; returns what has been spent. A round that released nothing new
+    /// is composed at the full multiplier (conservatively).
+    pub(crate) fn compose_round(&mut self, released: bool, contributors: usize) -> Result<PrivacySpent, ConfigError> {
         let err = |e: dainet_privacy::accountant::AccountantError| ConfigError::Accountant(e.to_string());
-        self.accountant.compose(self.q, self.z, 1).map_err(err)?;
+        let z = match self.distributed {
+            Some(m) if released && contributors < m => self.z * (contributors as f64 / m as f64).sqrt(),
+            _ => self.z,
+        };
+        self.accountant.compose(self.q, z, 1).map_err(err)?;
         let epsilon = self.accountant.epsilon(self.delta, Conversion::Classic).map_err(err)?;
         let epsilon_tight = self.accountant.epsilon(self.delta, Conversion::Tight).map_err(err)?;
         let epsilon_round = epsilon - self.spent;
         self.spent = epsilon;
         Ok(PrivacySpent { epsilon, epsilon_tight, epsilon_round, delta: self.delta })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dainet_agg::dp::Clipping;
+
+    fn account(placement: NoisePlacement) -> PrivacyAccount {
+        let dp = DpConfig {
+            noise_multiplier: 1.0,
+            clipping: Clipping::Fixed { norm: 1.0 },
+            placement,
+            clients_per_round: 10,
+        };
+        PrivacyAccount::new(&PrivacyConfig { delta: 1e-5, budget: None }, &dp, 100, 1).unwrap()
+    }
+
+    #[test]
+    fn a_round_with_fewer_noise_shares_spends_more() {
+        let full = account(NoisePlacement::Distributed).compose_round(true, 10).unwrap().epsilon;
+        let short = account(NoisePlacement::Distributed).compose_round(true, 5).unwrap().epsilon;
+        assert!(short > full, "5 of 10 noise shares: ε {short} should exceed {full}");
+        // Central noise is the coordinator's, whoever answered; a round that released nothing
+        // new is composed at the full multiplier.
+        assert_eq!(account(NoisePlacement::Central).compose_round(true, 5).unwrap().epsilon, full);
+        assert_eq!(account(NoisePlacement::Distributed).compose_round(false, 0).unwrap().epsilon, full);
+        let mut two = account(NoisePlacement::Central);
+        let (a, b) = (two.compose_round(true, 10).unwrap(), two.compose_round(true, 10).unwrap());
+        assert!((a.epsilon_round + b.epsilon_round - b.epsilon).abs() < 1e-12);
     }
 }

@@ -42,9 +42,11 @@ pub enum LedgerRecord {
         client: ClientId,
         /// [`update_digest`] of a plain update, [`masked_input_digest`] of a masked input.
         hash: [u8; 32],
-        /// Examples it reports (0 for a masked input: the coordinator cannot know).
+        /// Examples it reports (0 for a masked input, which the coordinator cannot know, and
+        /// under differential privacy, where one client's count is not published).
         examples: u64,
-        /// The L2 norm of its change to the global model (0 for a masked input).
+        /// The L2 norm of its change to the global model (0 for a masked input and under
+        /// differential privacy, likewise).
         norm: f64,
     },
     /// The round's new global model.

@@ -7,14 +7,16 @@
 //! 2. *Plain upload*: it sends the [`Update`] ([`ToCoordinator::Update`]).
 //!
 //!    *Secure upload*: it computes its change Δ = θ_k − θ, and under differential privacy
-//!    clips Δ and adds its share of the noise (distributed DP; its weight is then 1,
-//!    otherwise its example count, clamped to the session's maximum). It says
+//!    clips Δ — and with distributed noise adds its share of it; with central noise the
+//!    coordinator adds the noise to the sum — (its weight is then 1, otherwise its example
+//!    count, clamped to the session's maximum). It says
 //!    [`ToCoordinator::Ready`], and when the coordinator opens the session
 //!    ([`ToTrainer::SecureSession`]) runs the SecAgg+ client stages: it sends its masked
 //!    input and the shares that unmask the sum, never Δ itself.
 //!
-//! A new request replaces whatever the trainer was doing for an earlier round. Messages for
-//! another round or stage are refused with a [`TrainerError`] and change nothing.
+//! A request for a later round replaces whatever the trainer was doing for an earlier one; a
+//! request for an earlier round than the one under way (a late, reordered message) is refused.
+//! Messages for another round or stage are refused with a [`TrainerError`] and change nothing.
 //!
 //! Faults for evaluation: [`Trainer::set_silent_after_masking`] makes the trainer stop
 //! answering once it has sent its masked input (the dropout SecAgg+ must survive).
@@ -47,6 +49,14 @@ pub enum TrainerError {
         to: ClientId,
         /// This trainer.
         me: ClientId,
+    },
+    /// A request for an earlier round than the one under way.
+    #[error("a request for round {got} while round {current} is under way")]
+    Stale {
+        /// The request's round.
+        got: u32,
+        /// The round under way.
+        current: u32,
     },
     /// Nothing of this round is under way here.
     #[error("nothing of round {0} is under way")]
@@ -103,9 +113,9 @@ impl Trainer {
         }
     }
 
-    /// Draws the SecAgg+ randomness from `seed`, which only this trainer knows, instead of
-    /// the task seed: what a deployment must do, since whoever knows a trainer's seed can
-    /// remove its masks.
+    /// Draws the SecAgg+ randomness and its differential-privacy noise from `seed`, which
+    /// only this trainer knows, instead of the task seed: what a deployment must do, since
+    /// whoever knows a trainer's seed can remove its masks and subtract its noise.
     pub fn with_secret_seed(mut self, seed: [u8; 32]) -> Self {
         self.secret_seed = Some(seed);
         self
@@ -132,6 +142,9 @@ impl Trainer {
             ToTrainer::Train(request) => {
                 if request.client != self.client {
                     return Err(TrainerError::NotMine { to: request.client, me: self.client });
+                }
+                if self.round().is_some_and(|current| request.round < current) {
+                    return Err(TrainerError::Stale { got: request.round, current: self.round().unwrap_or(0) });
                 }
                 self.phase = Phase::Training(request.clone());
                 self.actions.push_back(TrainerAction::Train(request));
@@ -192,7 +205,8 @@ impl Trainer {
                     update.params.iter().zip(global).map(|(&u, &g)| (f64::from(u) - f64::from(g)) as f32).collect();
                 let weight = match &settings.dp {
                     Some((dp, clip_norm)) => {
-                        privatize_change(dp, *clip_norm, &mut change, self.task_seed, round, u64::from(self.client.0));
+                        let noise_seed = self.noise_seed();
+                        privatize_change(dp, *clip_norm, &mut change, noise_seed, round, u64::from(self.client.0));
                         1
                     }
                     None => update.num_examples.clamp(1, u64::from(settings.max_weight.max(1))) as u32,
@@ -204,15 +218,32 @@ impl Trainer {
         Ok(())
     }
 
-    fn refusal(&self, round: u32, what: &'static str) -> TrainerError {
-        let current = match &self.phase {
+    /// The round under way, if any.
+    fn round(&self) -> Option<u32> {
+        match &self.phase {
             Phase::Idle => None,
             Phase::Training(request) => Some(request.round),
             Phase::Ready { round, .. } | Phase::Masking { round, .. } => Some(*round),
-        };
-        match current {
+        }
+    }
+
+    fn refusal(&self, round: u32, what: &'static str) -> TrainerError {
+        match self.round() {
             Some(r) if r == round => TrainerError::Unexpected(what),
             _ => TrainerError::NoSuchRound(round),
+        }
+    }
+
+    /// The seed of the DP noise streams: the task seed, or one derived from the secret seed.
+    fn noise_seed(&self) -> u64 {
+        match &self.secret_seed {
+            Some(secret) => {
+                let hash = blake3::keyed_hash(secret, b"dainet dp noise");
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&hash.as_bytes()[..8]);
+                u64::from_le_bytes(first)
+            }
+            None => self.task_seed,
         }
     }
 

@@ -248,5 +248,12 @@ fn a_trainer_refuses_what_is_not_its_own() {
     c.handle_start(Time(0));
     let Some(Action::Send { to, message }) = c.poll_action() else { panic!() };
     let mut other = Trainer::new(ClientId(to.0 + 1), SEED);
-    assert!(other.handle_message(Time(0), message).is_err(), "a request for another trainer");
+    assert!(other.handle_message(Time(0), message.clone()).is_err(), "a request for another trainer");
+    // A late, reordered request for an earlier round does not replace the round under way.
+    let ToTrainer::Train(request) = message else { panic!("a train request") };
+    let mut trainer = Trainer::new(to, SEED);
+    let later = ToTrainer::Train(dainet_protocol::TrainRequest { round: 2, ..request.clone() });
+    trainer.handle_message(Time(0), later).unwrap();
+    let refused = trainer.handle_message(Time(0), ToTrainer::Train(request)).unwrap_err();
+    assert_eq!(refused, dainet_protocol::TrainerError::Stale { got: 1, current: 2 });
 }
