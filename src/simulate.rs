@@ -112,7 +112,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         bar.inc(1);
         history.rounds.push(record.clone());
         let due = c.checkpoint_every > 0 && record.round.is_multiple_of(c.checkpoint_every);
-        let interrupted = crate::interrupt::requested();
+        // A round that ends the run anyway finishes it: its checkpoint could not be resumed.
+        let interrupted = crate::interrupt::requested() && outcome.finish.is_none();
         if due || interrupted {
             let checkpoint = save_checkpoint(&plan, &history, outcome)?;
             if interrupted {
