@@ -121,7 +121,8 @@ fn kill_after(needle: &str) {
             }
         }
     }
-    assert!(files(dir.path()).iter().all(|f| f.extension().is_none_or(|e| e != "tmp")), "a .tmp file was left");
+    // A SIGKILL may stop a write half-way and leave its temporary file (never the file it was
+    // to become): only a run that fails cleanly promises no `.tmp` (the full-disk test).
 }
 
 #[test]
