@@ -57,9 +57,6 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let config = RunConfig::resolve(args.config.as_deref(), args.flags)?;
     let plan = plan(config)?;
     let c = &plan.config;
-    // Before anything is printed or written.
-    prepare_folder(&c.out, args.overwrite, args.resume.is_some(), &c.fingerprint())?;
-
     let (start, mut history) = match &args.resume {
         Some(path) => resume_point(&plan, path)?,
         None => {
@@ -68,6 +65,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             (Start::fresh(params), History { initial, rounds: Vec::new() })
         }
     };
+    // Once the checkpoint is known good, and before anything is printed or written.
+    prepare_folder(&c.out, args.overwrite, args.resume.is_some(), &c.fingerprint())?;
     let first_round = start.first_round;
     eprintln!("{}", plan.summary());
     if first_round == 1 {
