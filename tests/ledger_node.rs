@@ -148,18 +148,35 @@ fn four_validator_processes_agree_and_every_ledger_folder_verifies() {
 #[test]
 fn a_node_stops_cleanly_on_sigterm_and_refuses_its_folder_once_garbled() {
     let net = setup(1);
-    let child = net.node(0, &["--load", "20"]).spawn().unwrap();
+    let mut child = net.node(0, &["--load", "20"]).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let dir = net.dir(0);
-    // Wait until it runs (its ledger exists) and has had time to finalize, then ask it to stop.
-    let start = Instant::now();
-    while !dir.join("ledger.redb").exists() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
+    // Wait until it has finalized a block holding one of its own transactions (it logs that),
+    // then ask it to stop. Its stderr is read as it comes and kept for the checks below.
+    let (lines, logged) = std::sync::mpsc::channel::<String>();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)).map_while(Result::ok) {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match logged.recv_timeout(left) {
+            Ok(line) if line.contains("load: first transaction finalized") => break,
+            Ok(_) => {}
+            Err(e) => panic!("the node never finalized a transaction of its own within 60 s: {e}"),
+        }
     }
-    std::thread::sleep(Duration::from_secs(2));
     // SAFETY: kill sends a signal to the child this test started; no memory is touched.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let out = finish(child, Duration::from_secs(20));
+    let mut out = finish(child, Duration::from_secs(20));
+    out.stderr = reader.join().unwrap().into_bytes();
     let r = report(&out);
     let height = r["height"].as_u64().unwrap();
     assert!(height >= 3, "a lone validator finalizes by itself: {r}");

@@ -113,6 +113,8 @@ pub struct Status {
     pub tip_timestamp_ms: u64,
     /// Transactions waiting in the mempool.
     pub mempool: usize,
+    /// Transactions submitted to this validator (by its own clients) that it has finalized.
+    pub submissions_committed: u64,
     /// Blocks this validator proposed.
     pub proposed: u64,
     /// Proposals it verified as valid.
@@ -563,6 +565,7 @@ where
                         Inclusion { height: block.height, block_hash: block.hash, timestamp_ms: block.timestamp_ms };
                     for tx in &block.tx_hashes {
                         for watcher in self.watchers.remove(tx).unwrap_or_default() {
+                            status.submissions_committed += 1;
                             let _ = watcher.send(TxOutcome::Committed(inclusion));
                         }
                     }

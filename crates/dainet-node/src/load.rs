@@ -165,7 +165,10 @@ pub async fn generate<E: Clock, B: BlockStore + Send + 'static>(
                 let finished_at = now();
                 let (submitted_at, outcome) = done;
                 match outcome {
-                    Ok(TxOutcome::Committed(_)) => {
+                    Ok(TxOutcome::Committed(inclusion)) => {
+                        if report.committed == 0 {
+                            info!(target: "dainet_node", height = inclusion.height, "load: first transaction finalized");
+                        }
                         report.committed += 1;
                         if window_end.is_none_or(|end| finished_at <= end) {
                             report.committed_in_window += 1;

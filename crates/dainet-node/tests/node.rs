@@ -156,8 +156,13 @@ fn restarted_node_reopens_at_its_persisted_height_and_catches_up() {
         "the restarted node did not catch up: height={} others_at_restart={others_at_restart}",
         d.status().height()
     );
-    // Let its load generator (which opens once the node has finalized 8 blocks) submit a while.
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait until its load generator (which opens once the node has finalized 8 blocks) has had
+    // a transaction of its own finalized.
+    assert!(
+        wait_until(Duration::from_secs(30), || d.status().submissions_committed > 0),
+        "the restarted node's own transactions never finalized: {:?}",
+        d.status().last_error
+    );
 
     let restarted = d.stop().unwrap();
     let reports: Vec<NodeReport> = [a, b, c].into_iter().map(|n| n.stop().unwrap()).collect();
