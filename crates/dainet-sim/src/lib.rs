@@ -388,16 +388,20 @@ impl<'a> Simulator<'a> {
         let now = self.now;
         // Out of `self` while they work, so the host can train beside them.
         let mut trainers = std::mem::take(&mut self.trainers);
+        // The addressed trainers only (trainer k is at index k; the inbox is in client order),
+        // so an instant costs what reaches it, not the size of the federation.
         let mut busy: Vec<(&mut Trainer, Vec<ToTrainer>)> = Vec::with_capacity(inbox.len());
-        let mut inbox = inbox.into_iter().peekable();
-        for trainer in trainers.iter_mut() {
-            match inbox.peek() {
-                Some((k, _)) if *k == trainer.client() => {
-                    let (_, messages) = inbox.next().expect("peeked");
-                    busy.push((trainer, messages));
-                }
-                _ => {}
-            }
+        let (mut rest, mut first_index) = (trainers.as_mut_slice(), 0usize);
+        for (client, messages) in inbox {
+            let Some(skip) = (client.0 as usize).checked_sub(first_index) else { continue };
+            let Some((trainer, tail)) =
+                std::mem::take(&mut rest).get_mut(skip..).and_then(<[Trainer]>::split_first_mut)
+            else {
+                break;
+            };
+            busy.push((trainer, messages));
+            rest = tail;
+            first_index = client.0 as usize + 1;
         }
         // Messages first: each trainer alone, so in parallel (SecAgg+ masking is the costly part).
         let mut steps: Vec<TrainerStep> = busy
