@@ -64,6 +64,25 @@ pub enum ChainError {
     /// The block breaks one of the rules 1–6 (the first one found).
     #[error(transparent)]
     Block(#[from] BlockFault),
+    /// [`Chain::extend_from`]: the other chain holds another block at this chain's head height
+    /// (it forked below, or has another genesis), so it does not continue this chain.
+    #[error("other chain does not continue this head: height={height} head={head} other={other}")]
+    Diverged {
+        /// This chain's head height.
+        height: u64,
+        /// This chain's head hash.
+        head: BlockHash,
+        /// The other chain's block hash at that height.
+        other: BlockHash,
+    },
+    /// [`Chain::extend_from`]: the other chain ends below this chain's head.
+    #[error("other chain is shorter than this one: height={height} other_height={other_height}")]
+    Shorter {
+        /// This chain's head height.
+        height: u64,
+        /// The other chain's head height.
+        other_height: u64,
+    },
 }
 
 /// What can be wrong with how a chain's blocks are stored, as opposed to what a block says
@@ -535,6 +554,32 @@ impl<S: BlockStore> Chain<S> {
         self.state = state;
         self.head = head;
         Ok(head)
+    }
+
+    /// Append the blocks `other` holds above this chain's head, each checked (rules 1–6), in one
+    /// durable step ([`Chain::append_all`]); return the new head. For writing back a chain that
+    /// continued this one elsewhere (e.g. a simulated ledger resumed from a copy of it) into the
+    /// store this one lives in.
+    ///
+    /// `other` must hold this chain's head block at its height; the blocks are hash-linked down
+    /// to block 0 (which names the genesis), so it then holds this whole chain. Otherwise nothing
+    /// is written and the error says where they part: [`ChainError::Diverged`] (another block at
+    /// this head's height) or [`ChainError::Shorter`]. An `other` whose head is this head appends
+    /// nothing.
+    pub fn extend_from<T: BlockStore>(&mut self, other: &Chain<T>) -> Result<Head, ChainError> {
+        let (height, other_height) = (self.head.height, other.head.height);
+        if other_height < height {
+            return Err(ChainError::Shorter { height, other_height });
+        }
+        let base = other.block(height)?.ok_or(StoreFault::MissingBlock { height })?.hash();
+        if base != self.head.hash {
+            return Err(ChainError::Diverged { height, head: self.head.hash, other: base });
+        }
+        let mut blocks = Vec::new();
+        for h in height.saturating_add(1)..=other_height {
+            blocks.push(other.block(h)?.ok_or(StoreFault::MissingBlock { height: h })?);
+        }
+        self.append_all(blocks)
     }
 
     /// This chain written into the empty `store`: the genesis, then every block's stored bytes

@@ -325,3 +325,53 @@ fn copy_into_writes_the_same_chain_byte_for_byte() {
     let full = chain.copy_into(MemStore::new()).unwrap().into_store();
     assert!(matches!(chain.copy_into(full), Err(ChainError::NotEmpty { .. })));
 }
+
+/// `extend_from` appends what another chain holds above this head (checked, in one step, so it
+/// survives a reopen), and refuses, changing nothing, a chain that is shorter or holds another
+/// block at this head's height.
+#[test]
+fn extend_from_appends_a_continuation_and_refuses_other_chains() {
+    let (fed, longer, _) = chain_with_rounds(3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let mut stored = Chain::create(RedbStore::open(&path).unwrap(), fed.genesis.clone()).unwrap();
+    stored.append_all((1..=2).map(|h| longer.block(h).unwrap().unwrap())).unwrap();
+
+    // Shorter: block 0 only.
+    let shorter = Chain::create(MemStore::new(), fed.genesis.clone()).unwrap();
+    let err = stored.extend_from(&shorter).unwrap_err();
+    assert!(matches!(err, ChainError::Shorter { height: 2, other_height: 0 }), "{err}");
+
+    // Forked: another block 3 on the same block 2; `longer` does not continue it.
+    let mut forked = stored.copy_into(MemStore::new()).unwrap();
+    let signer = &fed.keys[2];
+    let nonce = forked.state().next_nonce(&signer.node_id());
+    let tx = Transaction::sign(signer, &fed.chain_id(), nonce, TxBody::Reward { node: signer.node_id(), amount: 7 });
+    let time = forked.head().timestamp_ms;
+    Fed::append(&mut forked, vec![tx], time);
+    let fork_head = forked.head();
+    let err = forked.extend_from(&longer).unwrap_err();
+    let longer3 = longer.block(3).unwrap().unwrap().hash();
+    assert!(
+        matches!(err, ChainError::Diverged { height: 3, head, other } if head == fork_head.hash && other == longer3),
+        "{err}"
+    );
+    assert_eq!(forked.head(), fork_head, "nothing appended");
+    // Nor does the fork continue `longer`, nor a chain of another genesis anything.
+    assert!(matches!(longer.copy_into(MemStore::new()).unwrap().extend_from(&forked), Err(ChainError::Shorter { .. })));
+    let mut other_genesis = fed.genesis.clone();
+    other_genesis.timestamp_ms += 1;
+    let mut other = Chain::create(MemStore::new(), other_genesis).unwrap();
+    assert!(matches!(other.extend_from(&longer), Err(ChainError::Diverged { height: 0, .. })));
+
+    // The continuation: blocks 3..=6 appended, durably; again, nothing more to append.
+    assert_eq!(stored.extend_from(&longer).unwrap(), longer.head());
+    assert_eq!(stored.extend_from(&longer).unwrap(), longer.head());
+    assert_eq!(stored.state(), longer.state());
+    drop(stored);
+    let reopened = Chain::open(RedbStore::open(&path).unwrap()).unwrap();
+    assert_eq!(reopened.head(), longer.head());
+    for h in 0..=longer.head().height {
+        assert_eq!(reopened.store().block(h).unwrap(), longer.store().block(h).unwrap(), "block {h}");
+    }
+}
