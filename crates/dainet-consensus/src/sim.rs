@@ -38,7 +38,7 @@ use crate::error::ConsensusError;
 use crate::mempool::{RejectReason, TxOutcome};
 use crate::types::{consensus_key, node_id, PublicKey};
 use crate::validator::{
-    start_validator, Channels, Timing, Validator, ValidatorConfig, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES,
+    start_validator, Anchor, Channels, Timing, Validator, ValidatorConfig, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES,
     CHANNEL_RESOLVER, CHANNEL_VOTES,
 };
 
@@ -369,6 +369,7 @@ async fn setup(
             timing: config.timing.clone(),
             application: config.application.clone(),
             partition: Some(format!("validator_{index}")),
+            anchor: Anchor::Genesis,
         };
         let context = context.child("validator").with_attribute("index", index);
         let validator = start_validator(context, validator_config, oracle.control(public), channels)?;

@@ -2,9 +2,10 @@
 //! and any p2p stack.
 //!
 //! This module owns the engine configuration: the signing scheme (ed25519, keys as in
-//! [`crate::types`]), the leader schedule (round-robin over the genesis validators), the genesis
-//! floor (block 0's hash is the view-0 payload every first proposal builds on), the timeouts
-//! ([`Timing`]) and the four p2p channels ([`Channels`]). [`start_validator`] is generic over the
+//! [`crate::types`]), the leader schedule (round-robin over the genesis validators), the floor
+//! ([`Anchor`]: the block whose hash is simplex's view-0 payload, which the first proposal of an
+//! empty vote journal builds on — block 0, or the chain's head when every validator resumes a
+//! stored chain together), the timeouts ([`Timing`]) and the four p2p channels ([`Channels`]). [`start_validator`] is generic over the
 //! runtime context and the channel types, so a node on tokio with authenticated p2p calls it the
 //! same way the deterministic simulation does.
 //!
@@ -12,7 +13,11 @@
 //! - the validator set is the genesis validators, for good (one epoch, no reconfiguration);
 //! - safety and liveness need `n >= 3f + 1`: with 4 validators, 1 may be faulty;
 //! - simplex journals its votes in the runtime's storage under [`ValidatorConfig::partition`]; a
-//!   restarted validator must keep that journal, or it could sign conflicting votes.
+//!   restarted validator must keep that journal, or it could sign conflicting votes;
+//! - [`Anchor::Head`] restarts simplex at view 1 of epoch 0 on the stored head. It is sound only
+//!   when all validators start that way together, on the same chain, with empty journals, and no
+//!   vote of the earlier run survives anywhere (its views are reused). The simulated ledger's
+//!   `resume` is that case; a networked node keeps its journal and uses [`Anchor::Genesis`].
 
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::time::Duration;
@@ -108,6 +113,24 @@ impl Timing {
     }
 }
 
+/// Which block simplex's view 0 stands for: the payload of its `Floor::Genesis`, the parent of
+/// the first proposal made with an empty vote journal. Heights come from the ledger blocks, never
+/// from views, so either way a proposal is the next block on its parent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Anchor {
+    /// Block 0. For a new chain, and for a validator restarted with its vote journal (simplex
+    /// replays the views above view 0, so proposals continue from the last certified block).
+    /// A networked node always uses this.
+    #[default]
+    Genesis,
+    /// The chain's head. For every validator starting at once on the same stored chain with
+    /// empty journals (no finalization certificate is stored, so the head is the floor): views
+    /// start again at 1 and the first proposal is block `head + 1`. A validator started this way
+    /// on a chain the others do not share, or among validators already past view 0, rejects
+    /// their proposals (wrong parent) or makes ones they reject.
+    Head,
+}
+
 /// Everything one validator needs besides its runtime and network.
 pub struct ValidatorConfig<B: BlockStore> {
     /// The finalized chain to extend (a new one from the genesis, or a reopened one).
@@ -120,6 +143,9 @@ pub struct ValidatorConfig<B: BlockStore> {
     pub application: ApplicationConfig,
     /// Where simplex journals its votes; `None` derives a name from the public key.
     pub partition: Option<String>,
+    /// Which block the first proposal of an empty journal builds on ([`Anchor::Genesis`] unless
+    /// all validators resume a stored chain together).
+    pub anchor: Anchor,
 }
 
 /// The four p2p channels of one validator, each a `(sender, receiver)` pair registered on the
@@ -194,6 +220,10 @@ where
 {
     config.timing.validate()?;
     let genesis = config.chain.genesis().clone();
+    let floor = match config.anchor {
+        Anchor::Genesis => genesis_block(&genesis).hash(),
+        Anchor::Head => config.chain.head().hash,
+    };
     let participants = types::validators(&genesis)?;
     let public_key = config.key.public_key();
     let Some(index) = participants.position(&public_key) else {
@@ -221,7 +251,7 @@ where
         partition,
         mailbox_size: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
         epoch: Epoch::new(0),
-        floor: Floor::Genesis(payload(&genesis_block(&genesis).hash())),
+        floor: Floor::Genesis(payload(&floor)),
         replay_buffer: NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN),
         write_buffer: NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN),
         page_cache: CacheRef::new(

@@ -28,7 +28,7 @@ use commonware_runtime::{tokio as cw_tokio, Clock, Runner as _, Spawner as _, Su
 use commonware_utils::channel::oneshot;
 use dainet_consensus::application::{ApplicationConfig, Status, StatusHandle};
 use dainet_consensus::types::{consensus_key, public_key, PublicKey};
-use dainet_consensus::validator::{start_validator, ValidatorConfig};
+use dainet_consensus::validator::{start_validator, Anchor, ValidatorConfig};
 use dainet_ledger::chain::Chain;
 use dainet_ledger::folder::{LedgerDir, LedgerPaths};
 use dainet_ledger::genesis::Genesis;
@@ -213,6 +213,8 @@ async fn drive(
             timing: config.timing.clone(),
             application: ApplicationConfig::default(),
             partition: Some(PARTITION.into()),
+            // The node keeps its vote journal across restarts: simplex replays it from block 0's view.
+            anchor: Anchor::Genesis,
         };
         let validator =
             start_validator(context.child("validator"), validator_config, network.oracle, network.channels)?;

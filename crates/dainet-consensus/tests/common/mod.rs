@@ -49,7 +49,7 @@ use dainet_consensus::application::{ApplicationConfig, Status};
 use dainet_consensus::mempool::TxOutcome;
 use dainet_consensus::sim;
 use dainet_consensus::types::{consensus_key, PublicKey};
-use dainet_consensus::validator::{start_validator, Timing, Validator, ValidatorConfig};
+use dainet_consensus::validator::{start_validator, Anchor, Timing, Validator, ValidatorConfig};
 use dainet_ledger::chain::Chain;
 use dainet_ledger::store::MemStore;
 
@@ -89,6 +89,7 @@ impl Net {
             timing: Timing::default(),
             application: ApplicationConfig::default(),
             partition: Some(format!("validator_{index}")),
+            anchor: Anchor::Genesis,
         };
         let context = context.child("validator").with_attribute("index", index);
         start_validator(context, config, self.oracle.control(self.publics[index].clone()), channels).unwrap()
