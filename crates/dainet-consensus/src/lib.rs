@@ -17,7 +17,7 @@
 //! | [`application`] | the actor simplex talks to (`Automaton`, `Relay`, `Reporter`), block transport, transaction gossip |
 //! | [`wire`] | the block channel's messages (blocks, requests, transaction batches); decoding never panics |
 //! | [`validator`] | engine wiring, generic over the runtime and the p2p stack |
-//! | [`sim`] | `n` validators in a deterministic runtime behind blocking calls |
+//! | [`sim`] | `n` validators in a deterministic runtime behind blocking calls, on a new chain or resuming a stored one |
 //! | [`error`] | what can go wrong, with key=value context |
 //!
 //! # What it guarantees

@@ -14,6 +14,21 @@
 //! Links between validators have the configured latency, jitter and delivery rate; validators
 //! listed in [`SimulatedLedgerConfig::down`] never start, and [`SimulatedLedger::crash`] stops
 //! one mid-run.
+//!
+//! **Resuming** ([`SimulatedLedger::resume`]) continues a stored chain, e.g. an interrupted
+//! run's ledger: every validator starts on its own in-memory copy of all its blocks and its
+//! state, so the members' nonces carry over and the next block is `head + 1` on the head's hash;
+//! the virtual clock starts at the head's timestamp, so block times keep never decreasing. What
+//! [`SimulatedLedger::finish`] then returns holds the stored chain unchanged below the new blocks;
+//! [`Chain::extend_from`] appends them to the store it came from (and refuses a store whose
+//! chain they do not continue). Same chain, keys, config and calls ⇒ same blocks. Its limits:
+//! - all validators restart together, from the same chain (there is no way to restart one);
+//! - no finalization certificate or vote journal is stored, so simplex starts afresh with the
+//!   stored head as its floor ([`Anchor::Head`]) and reuses views 1, 2, … of epoch 0. The
+//!   earlier run's votes are gone with its runtime, so nothing conflicts here; a networked node
+//!   must not restart this way (it keeps its journal);
+//! - what the stored chain proves is only what its blocks say: that the validators finalized
+//!   it is taken on trust, as for any chain the simulated ledger hands back.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
@@ -30,7 +45,7 @@ use dainet_ledger::chain::Chain;
 use dainet_ledger::genesis::Genesis;
 use dainet_ledger::hash::TxHash;
 use dainet_ledger::identity::Keypair;
-use dainet_ledger::store::MemStore;
+use dainet_ledger::store::{BlockStore, MemStore};
 use dainet_ledger::tx::Transaction;
 
 use crate::application::{ApplicationConfig, Status, StatusHandle};
@@ -105,7 +120,8 @@ pub struct Finished {
     /// validator has finalized its transactions, before the others have, so the longest chain is
     /// the one sure to hold every committed transaction.
     pub validator: usize,
-    /// Its finalized chain, to persist (iterate [`Chain::block`] into another store).
+    /// Its finalized chain, to persist: [`Chain::copy_into`] an empty store, or, after
+    /// [`SimulatedLedger::resume`], [`Chain::extend_from`] onto the chain it resumed.
     pub chain: Chain<MemStore>,
     /// Every validator's status at the end (crashed ones as they were when they stopped).
     pub statuses: Vec<Status>,
@@ -139,20 +155,46 @@ impl SimulatedLedger {
     ) -> Result<SimulatedLedger, ConsensusError> {
         let n = validator_keys.len();
         check_config(&config, n)?;
-        let validators = crate::types::validators(&genesis)?;
-        let mut seen = BTreeSet::new();
-        for (index, key) in validator_keys.iter().enumerate() {
-            let public = consensus_key(key).public_key();
-            if validators.position(&public).is_none() {
-                return Err(ConsensusError::NotAValidator { index, node: key.node_id() });
-            }
-            seen.insert(key.node_id());
-        }
-        if seen.len() != n || n != validators.len() {
-            return Err(ConsensusError::KeyCount { validators: validators.len(), keys: seen.len() });
-        }
+        check_keys(&genesis, &validator_keys)?;
         let chains = (0..n).map(|_| Chain::create(MemStore::new(), genesis.clone())).collect::<Result<Vec<_>, _>>()?;
-        let start_time = UNIX_EPOCH + Duration::from_millis(genesis.timestamp_ms);
+        SimulatedLedger::launch(chains, validator_keys, config, Anchor::Genesis)
+    }
+
+    /// Continue `chain` (e.g. a stored run's ledger, reopened): start one validator per key
+    /// (the keys of `chain`'s genesis validators, as for [`SimulatedLedger::start`]), each on its
+    /// own in-memory copy of every block of `chain`, so new blocks extend its head — height
+    /// `head + 1` on, parent the head's hash, times from the head's on (the virtual clock starts
+    /// at the head's timestamp). The members' nonces and every other part of the state carry
+    /// over: a transaction signed with the next nonce `chain.state()` expects is accepted.
+    ///
+    /// simplex starts afresh on the head ([`Anchor::Head`]): no finalization certificate is
+    /// stored, so the head is the floor, and all validators restart together. The same chain,
+    /// keys, config and calls give the same blocks. To persist the result, append what
+    /// [`SimulatedLedger::finish`] returns to the stored chain with
+    /// [`Chain::extend_from`](dainet_ledger::chain::Chain::extend_from).
+    pub fn resume<S: BlockStore>(
+        chain: &Chain<S>,
+        validator_keys: Vec<Keypair>,
+        config: SimulatedLedgerConfig,
+    ) -> Result<SimulatedLedger, ConsensusError> {
+        let n = validator_keys.len();
+        check_config(&config, n)?;
+        check_keys(chain.genesis(), &validator_keys)?;
+        let chains = (0..n).map(|_| chain.copy_into(MemStore::new())).collect::<Result<Vec<_>, _>>()?;
+        SimulatedLedger::launch(chains, validator_keys, config, Anchor::Head)
+    }
+
+    /// Run `chains` (one per key, all with the same head) in a new runtime whose clock starts at
+    /// the head's timestamp.
+    fn launch(
+        chains: Vec<Chain<MemStore>>,
+        validator_keys: Vec<Keypair>,
+        config: SimulatedLedgerConfig,
+        anchor: Anchor,
+    ) -> Result<SimulatedLedger, ConsensusError> {
+        let n = validator_keys.len();
+        let head_ms = chains.first().map_or(0, |chain| chain.head().timestamp_ms);
+        let start_time = UNIX_EPOCH + Duration::from_millis(head_ms);
         let runtime = deterministic::Config::new().with_seed(config.seed).with_start_time(start_time);
         let (commands, command_rx) = std_mpsc::channel();
         let (ready, ready_rx) = std_mpsc::channel();
@@ -160,7 +202,7 @@ impl SimulatedLedger {
             .name("dainet-ledger-sim".into())
             .spawn(move || {
                 deterministic::Runner::new(runtime)
-                    .start(|context| drive(context, chains, validator_keys, config, command_rx, ready))
+                    .start(|context| drive(context, chains, validator_keys, config, anchor, command_rx, ready))
             })
             .map_err(|err| ConsensusError::Stopped { reason: format!("cannot spawn thread: {err}") })?;
         let mut ledger = SimulatedLedger { commands: Some(commands), thread: Some(thread), validators: n };
@@ -200,8 +242,8 @@ impl SimulatedLedger {
         self.call(Command::Status { reply }, rx)
     }
 
-    /// The runtime's virtual time, ms since the Unix epoch (it starts at the genesis time and
-    /// moves only while a call runs).
+    /// The runtime's virtual time, ms since the Unix epoch (it starts at the genesis time, or
+    /// the resumed chain's head's time, and moves only while a call runs).
     pub fn now_ms(&mut self) -> Result<u64, ConsensusError> {
         let (reply, rx) = std_mpsc::channel();
         self.call(Command::Now { reply }, rx)
@@ -260,6 +302,23 @@ impl Drop for SimulatedLedger {
     }
 }
 
+/// Every key must be a distinct validator of `genesis`, and every validator needs its key.
+fn check_keys(genesis: &Genesis, keys: &[Keypair]) -> Result<(), ConsensusError> {
+    let validators = crate::types::validators(genesis)?;
+    let mut seen = BTreeSet::new();
+    for (index, key) in keys.iter().enumerate() {
+        let public = consensus_key(key).public_key();
+        if validators.position(&public).is_none() {
+            return Err(ConsensusError::NotAValidator { index, node: key.node_id() });
+        }
+        seen.insert(key.node_id());
+    }
+    if seen.len() != keys.len() || keys.len() != validators.len() {
+        return Err(ConsensusError::KeyCount { validators: validators.len(), keys: seen.len() });
+    }
+    Ok(())
+}
+
 fn check_config(config: &SimulatedLedgerConfig, n: usize) -> Result<(), ConsensusError> {
     let bad = |field: &'static str, reason: String| Err(ConsensusError::Config { field, reason });
     if n == 0 {
@@ -283,10 +342,11 @@ async fn drive(
     chains: Vec<Chain<MemStore>>,
     keys: Vec<Keypair>,
     config: SimulatedLedgerConfig,
+    anchor: Anchor,
     commands: std_mpsc::Receiver<Command>,
     ready: std_mpsc::Sender<Result<(), ConsensusError>>,
 ) {
-    let (mut validators, statuses) = match setup(&context, chains, &keys, &config).await {
+    let (mut validators, statuses) = match setup(&context, chains, &keys, &config, anchor).await {
         Ok(started) => started,
         Err(err) => {
             let _ = ready.send(Err(err));
@@ -340,6 +400,7 @@ async fn setup(
     chains: Vec<Chain<MemStore>>,
     keys: &[Keypair],
     config: &SimulatedLedgerConfig,
+    anchor: Anchor,
 ) -> Result<Started, ConsensusError> {
     let n = keys.len();
     let publics: Vec<PublicKey> = keys.iter().map(|k| consensus_key(k).public_key()).collect();
@@ -369,7 +430,7 @@ async fn setup(
             timing: config.timing.clone(),
             application: config.application.clone(),
             partition: Some(format!("validator_{index}")),
-            anchor: Anchor::Genesis,
+            anchor,
         };
         let context = context.child("validator").with_attribute("index", index);
         let validator = start_validator(context, validator_config, oracle.control(public), channels)?;

@@ -7,10 +7,15 @@ mod common;
 use dainet_consensus::error::ConsensusError;
 use dainet_consensus::mempool::{RejectReason, TxOutcome};
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
+use dainet_ledger::blob::MemBlobs;
+use dainet_ledger::chain::{Chain, ChainError};
+use dainet_ledger::genesis::Genesis;
 use dainet_ledger::hash::BlockHash;
 use dainet_ledger::identity::Keypair;
 use dainet_ledger::state::TxRejection;
+use dainet_ledger::store::{BlockStore, MemStore, RedbStore};
 use dainet_ledger::tx::{Transaction, TxBody};
+use dainet_ledger::verify::verify;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -194,4 +199,153 @@ fn idle_validators_pace_empty_blocks_and_submissions_are_not_delayed() {
     assert!(waited < 250, "a submission waited {waited} ms of virtual time");
     let (unpaced, _) = height_after_idle(0);
     assert!(unpaced > 5 * paced, "without pacing 10 s idle grew {unpaced}, with it {paced}");
+}
+
+/// Device registrations as the simulator's recorder makes them: validator `m` registers
+/// `per_member` new devices, signed with its nonces `first..`. Device keys derive from `tag`.
+fn registrations(keys: &[Keypair], genesis: &Genesis, tag: u64, first: u64, per_member: u64) -> Vec<Transaction> {
+    let mut txs = Vec::new();
+    for (m, key) in keys.iter().enumerate() {
+        for i in 0..per_member {
+            let seed = 10_000 * tag + 100 * m as u64 + i;
+            let device = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(seed)).node_id();
+            let body = TxBody::RegisterDevice { device, member: key.node_id() };
+            txs.push(Transaction::sign(key, &genesis.chain_id, first + i, body));
+        }
+    }
+    txs
+}
+
+/// A first run: 8 device registrations (nonces 1, 2 of each validator) and 6 rewards.
+fn first_run(seed: u64) -> (Genesis, Vec<Keypair>, Keypair, Chain<MemStore>) {
+    let (genesis, keys, user) = common::genesis(4);
+    let mut ledger = SimulatedLedger::start(genesis.clone(), keys.clone(), lossy(seed)).unwrap();
+    let out = ledger.submit(0, registrations(&keys, &genesis, 1, 1, 2)).unwrap();
+    assert!(out.iter().all(|c| c.height().is_some()), "{out:?}");
+    let out = ledger.submit(1, common::rewards(&user, &genesis, 1, 6)).unwrap();
+    assert!(out.iter().all(|c| c.height().is_some()), "{out:?}");
+    let finished = ledger.finish().unwrap();
+    assert!(finished.agree);
+    (genesis, keys, user, finished.chain)
+}
+
+/// Resume `stored` and continue every nonce: 8 more registrations (nonces 3, 4) and 6 rewards
+/// (7..=12). Returns the resumed chain and the virtual time once the resumed ledger was ready.
+fn resumed_run<S: BlockStore>(
+    stored: &Chain<S>,
+    keys: &[Keypair],
+    user: &Keypair,
+    seed: u64,
+) -> (Chain<MemStore>, u64) {
+    let genesis = stored.genesis().clone();
+    let mut ledger = SimulatedLedger::resume(stored, keys.to_vec(), lossy(seed)).unwrap();
+    let started_ms = ledger.now_ms().unwrap();
+    let statuses = ledger.statuses().unwrap();
+    assert!(statuses.iter().all(|s| s.tip() == Some(stored.head().hash)), "every validator starts on the head");
+    let mut out = ledger.submit(2, registrations(keys, &genesis, 2, 3, 2)).unwrap();
+    out.extend(ledger.submit(3, common::rewards(user, &genesis, 7, 6)).unwrap());
+    for committed in &out {
+        let height = committed.height().unwrap_or_else(|| panic!("not committed: {committed:?}"));
+        assert!(height > stored.head().height, "{committed:?}");
+    }
+    let finished = ledger.finish().unwrap();
+    assert!(finished.agree);
+    (finished.chain, started_ms)
+}
+
+fn block_bytes<S: BlockStore>(chain: &Chain<S>) -> Vec<Vec<u8>> {
+    (0..=chain.head().height).map(|h| chain.store().block(h).unwrap().unwrap()).collect()
+}
+
+/// `resume` continues a stored chain: the stored blocks unchanged, new ones on its head at later
+/// times, nonces continued; appended to the store the chain came from, the whole ledger
+/// reopens and passes the auditor. (With simplex's floor left at block 0 instead of the head,
+/// every first proposal builds below the finalized tip, is declined, and the submission times
+/// out: checked by hand.)
+#[test]
+fn resume_continues_a_stored_chain_and_the_store_takes_the_new_blocks() {
+    let (genesis, keys, user, first) = first_run(21);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let mut stored = first.copy_into(RedbStore::open(&path).unwrap()).unwrap();
+    let base = stored.head();
+    assert!(base.height > 0);
+
+    let (resumed, started_ms) = resumed_run(&stored, &keys, &user, 22);
+    // The clock starts at the head's time; connecting the validators takes some virtual ms.
+    assert!((base.timestamp_ms..base.timestamp_ms + 1_000).contains(&started_ms), "{started_ms} {base:?}");
+    assert!(resumed.head().height > base.height);
+    let (old, new) = (block_bytes(&first), block_bytes(&resumed));
+    assert_eq!(new[..old.len()], old[..], "blocks 0..=h unchanged");
+    let next = resumed.block(base.height + 1).unwrap().unwrap();
+    assert_eq!(next.prev_hash, base.hash);
+    assert!(next.timestamp_ms >= base.timestamp_ms);
+    let state = resumed.state();
+    assert_eq!(state.balance(&user.node_id()), (1..=12).sum::<u64>(), "all 12 rewards, once");
+    for key in &keys {
+        assert_eq!(state.next_nonce(&key.node_id()), 5, "4 registrations each");
+    }
+    let devices = registrations(&keys, &genesis, 1, 1, 2).into_iter().chain(registrations(&keys, &genesis, 2, 3, 2));
+    for tx in devices {
+        let TxBody::RegisterDevice { device, member } = tx.body else { unreachable!() };
+        assert_eq!(state.device_owner(&device), Some(&member));
+    }
+
+    // Written back: the store now holds the resumed chain, durably, and it audits clean.
+    assert_eq!(stored.extend_from(&resumed).unwrap(), resumed.head());
+    drop(stored);
+    let store = RedbStore::open(&path).unwrap();
+    let report = verify(&store, &MemBlobs::new());
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.blocks_checked, resumed.head().height + 1);
+    let reopened = Chain::open(store).unwrap();
+    assert_eq!(reopened.head(), resumed.head());
+    assert_eq!(block_bytes(&reopened), new);
+}
+
+/// The same stored chain, keys, seed and calls resume to the same blocks, byte for byte.
+#[test]
+fn resuming_twice_gives_the_same_blocks() {
+    let (_, keys, user, first) = first_run(31);
+    let (a, _) = resumed_run(&first, &keys, &user, 32);
+    let (b, _) = resumed_run(&first, &keys, &user, 32);
+    assert_eq!(a.head(), b.head());
+    assert_eq!(block_bytes(&a), block_bytes(&b));
+}
+
+/// Keys that are not the stored chain's genesis validators are a typed error, not a panic.
+#[test]
+fn resuming_with_keys_of_other_validators_is_an_error() {
+    let (_, keys, user, first) = first_run(41);
+    let strangers: Vec<Keypair> = (0..4).map(|i| Keypair::generate(&mut ChaCha20Rng::seed_from_u64(500 + i))).collect();
+    let err = SimulatedLedger::resume(&first, strangers, SimulatedLedgerConfig::default()).err();
+    assert!(matches!(err, Some(ConsensusError::NotAValidator { index: 0, .. })), "{err:?}");
+    let mut with_user = keys.clone();
+    with_user[3] = user;
+    let err = SimulatedLedger::resume(&first, with_user, SimulatedLedgerConfig::default()).err();
+    assert!(matches!(err, Some(ConsensusError::NotAValidator { index: 3, .. })), "a member, not a validator: {err:?}");
+    let err = SimulatedLedger::resume(&first, keys[1..].to_vec(), SimulatedLedgerConfig::default()).err();
+    assert!(matches!(err, Some(ConsensusError::KeyCount { validators: 4, keys: 3 })), "{err:?}");
+}
+
+/// A resumed chain is appended only to a store whose chain it continues: one whose blocks
+/// diverge from it (another run of the same genesis) or reach beyond it is refused, unchanged.
+#[test]
+fn resumed_blocks_are_refused_by_a_store_they_do_not_continue() {
+    let (_, keys, user, first) = first_run(51);
+    let (resumed, _) = resumed_run(&first, &keys, &user, 52);
+
+    let (_, _, _, other_run) = first_run(53);
+    let mut other = other_run.copy_into(MemStore::new()).unwrap();
+    let head = other.head();
+    let err = other.extend_from(&resumed).unwrap_err();
+    assert!(matches!(err, ChainError::Diverged { .. }), "{err}");
+    assert!(err.to_string().contains("does not continue"), "{err}");
+    assert_eq!(other.head(), head, "nothing appended");
+
+    let mut ahead = first.copy_into(MemStore::new()).unwrap();
+    ahead.extend_from(&resumed).unwrap();
+    let err = ahead.extend_from(&first).unwrap_err();
+    assert!(matches!(err, ChainError::Shorter { .. }), "{err}");
+    assert_eq!(ahead.head(), resumed.head());
 }
