@@ -1,249 +1,16 @@
-//! The settings of a run: defaults, a TOML file (`--config`), then command-line flags.
+//! The settings' command-line flags and TOML file: defaults, a TOML file (`--config`), then
+//! flags.
 //!
-//! Every knob is written once, in [`ConfigPatch`] (its flag, its TOML key, its doc) and once
-//! in [`RunConfig`] with its default. A TOML file and the flags are both patches applied over
-//! the defaults in that order, so a flag beats the file. Unknown TOML keys are errors.
-//!
-//! Parsing checks only what it can see without I/O ([`RunConfig::validate`]); the data-
-//! dependent checks (more clients than examples, a CNN on non-image data) come when the run
-//! is planned.
+//! Every knob is written once here, in [`ConfigPatch`] (its flag, its TOML key, its doc), and
+//! once in `dainet_engine::config` with its default and its owner (the task, the simulation or
+//! the output). A TOML file and the flags are both patches applied over the defaults in that
+//! order, so a flag beats the file. Unknown TOML keys are errors. The engine checks the
+//! result when it plans the run.
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result};
+use dainet_engine::config::{AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, Settings};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-/// Which dataset to train on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DatasetKind {
-    /// The 10,000 MNIST digits bundled in the binary.
-    Mnist,
-    /// Synthetic(α, β) of the FedProx paper: 30 devices, 60 features, 10 classes, one client
-    /// per device (`synthetic_alpha`, `synthetic_beta`).
-    Synthetic,
-    /// An IDX images file and an IDX labels file (`--images`, `--labels`).
-    Idx,
-    /// A CSV file (`--csv`, `--label-column`, `--client-column`).
-    Csv,
-}
-
-/// How the training examples are cut among clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PartitionKind {
-    /// Uniformly at random, equal sizes.
-    Iid,
-    /// McMahan's pathological non-IID: sort by label, cut shards, `shards_per_client` each.
-    Shards,
-    /// Label proportions per client drawn from Dirichlet(`dirichlet_alpha`).
-    Dirichlet,
-    /// One client per distinct value of the CSV's client column.
-    Natural,
-}
-
-impl std::fmt::Display for PartitionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = clap::ValueEnum::to_possible_value(self).expect("no variant is skipped");
-        f.write_str(name.get_name())
-    }
-}
-
-/// A Byzantine behaviour for evaluation (`--byzantine FRACTION --attack NAME`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttackKind {
-    /// Send the change flipped and scaled: −s·Δ (`sign_flip_scale`).
-    SignFlip,
-    /// Send Gaussian noise N(0, σ²) as the change (`noise_sigma`).
-    Gaussian,
-    /// Train on flipped labels y ↦ C − 1 − y.
-    LabelFlip,
-    /// "A Little Is Enough" (Baruch et al. 2019): μ − z·σ of the attackers' changes.
-    Alie,
-    /// Inner-product manipulation (Xie et al. 2020): −ε · the honest mean (`ipm_epsilon`).
-    Ipm,
-    /// Model-replacement backdoor (Bagdasaryan et al. 2020): a 4x4 pixel trigger.
-    Backdoor,
-}
-
-/// Who adds the differential-privacy noise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DpNoise {
-    /// The server adds it to the sum.
-    Central,
-    /// Each client adds its share (composes with secure aggregation).
-    Distributed,
-}
-
-/// Which built-in model to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// Multi-layer perceptron with ReLU hidden layers of sizes `hidden`.
-    Mlp,
-    /// Multinomial logistic regression.
-    Lr,
-    /// McMahan's CNN (images whose sides are multiples of 4).
-    Cnn,
-}
-
-/// Every setting of a simulation, with its default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunConfig {
-    pub dataset: DatasetKind,
-    pub images: Option<PathBuf>,
-    pub labels: Option<PathBuf>,
-    pub csv: Option<PathBuf>,
-    pub label_column: Option<String>,
-    pub client_column: Option<String>,
-    pub test_fraction: f64,
-    pub clients: usize,
-    pub partition: PartitionKind,
-    pub shards_per_client: usize,
-    pub dirichlet_alpha: f64,
-    pub min_partition_size: usize,
-    pub model: ModelKind,
-    pub hidden: Vec<usize>,
-    pub fraction: f64,
-    pub rounds: u32,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub prox_mu: f64,
-    pub seed: u64,
-    pub round_timeout_ms: Option<u64>,
-    pub latency_ms: u64,
-    pub out: PathBuf,
-    pub checkpoint_every: u32,
-    pub min_updates: u32,
-    pub strategy: String,
-    pub robust_f: Option<usize>,
-    pub multi_krum_m: Option<usize>,
-    pub trim_beta: f64,
-    pub cc_tau: f64,
-    pub cc_iterations: usize,
-    pub server_lr: f64,
-    pub server_momentum: f64,
-    pub clip_norm: Option<f64>,
-    pub bucket_size: Option<usize>,
-    pub max_update_norm: Option<f64>,
-    pub byzantine: f64,
-    pub attack: Option<AttackKind>,
-    pub sign_flip_scale: f64,
-    pub noise_sigma: f64,
-    pub ipm_epsilon: f64,
-    pub alie_z: Option<f64>,
-    pub backdoor_target: u32,
-    pub backdoor_fraction: f64,
-    pub backdoor_boost: Option<f64>,
-    pub stragglers: f64,
-    pub dropouts: f64,
-    pub synthetic_alpha: f64,
-    pub synthetic_beta: f64,
-    pub carry_momentum: bool,
-    pub dp_noise_multiplier: Option<f64>,
-    pub dp_clip_norm: f64,
-    pub dp_adaptive_clip: bool,
-    pub dp_target_quantile: f64,
-    pub dp_clip_lr: f64,
-    pub dp_count_stddev: Option<f64>,
-    pub dp_noise: DpNoise,
-    pub dp_delta: f64,
-    pub dp_epsilon: Option<f64>,
-    pub secagg: bool,
-    pub dropout_after_masking: f64,
-    pub secagg_num_shares: Option<u32>,
-    pub secagg_threshold: Option<u32>,
-    pub secagg_clipping_range: f32,
-    pub secagg_quantization_range: u32,
-    pub ledger: bool,
-    /// Each trainer keeps what it sent (its updates, or its masked inputs under secure
-    /// aggregation) in its own store, OUT/clients/NAME/.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub keep_updates: bool,
-}
-
-impl Default for RunConfig {
-    /// MNIST (bundled), 100 clients, IID, MLP 784-200-200-10, C = 0.1, E = 1, B = 10,
-    /// lr 0.05, 50 rounds, seed 1: fedtask-v1's IID 2NN task.
-    fn default() -> Self {
-        Self {
-            dataset: DatasetKind::Mnist,
-            images: None,
-            labels: None,
-            csv: None,
-            label_column: None,
-            client_column: None,
-            test_fraction: 0.2,
-            clients: 100,
-            partition: PartitionKind::Iid,
-            shards_per_client: 2,
-            dirichlet_alpha: 0.5,
-            min_partition_size: 10,
-            model: ModelKind::Mlp,
-            hidden: vec![200, 200],
-            fraction: 0.1,
-            rounds: 50,
-            epochs: 1,
-            batch_size: 10,
-            lr: 0.05,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            prox_mu: 0.0,
-            seed: 1,
-            round_timeout_ms: Some(10_000),
-            latency_ms: 50,
-            out: PathBuf::from("runs/simulate"),
-            checkpoint_every: 0,
-            min_updates: 1,
-            strategy: "fedavg".into(),
-            robust_f: None,
-            multi_krum_m: None,
-            trim_beta: 0.2,
-            cc_tau: 1.0,
-            cc_iterations: 3,
-            server_lr: 1.0,
-            server_momentum: 0.0,
-            clip_norm: None,
-            bucket_size: None,
-            max_update_norm: None,
-            byzantine: 0.0,
-            attack: None,
-            sign_flip_scale: 10.0,
-            noise_sigma: 10.0,
-            ipm_epsilon: 0.1,
-            alie_z: None,
-            backdoor_target: 0,
-            backdoor_fraction: 0.5,
-            backdoor_boost: None,
-            stragglers: 0.0,
-            dropouts: 0.0,
-            synthetic_alpha: 1.0,
-            synthetic_beta: 1.0,
-            carry_momentum: false,
-            dp_noise_multiplier: None,
-            dp_clip_norm: 1.0,
-            dp_adaptive_clip: false,
-            dp_target_quantile: 0.5,
-            dp_clip_lr: 0.2,
-            dp_count_stddev: None,
-            dp_noise: DpNoise::Central,
-            dp_delta: 1e-5,
-            dp_epsilon: None,
-            secagg: false,
-            dropout_after_masking: 0.0,
-            secagg_num_shares: None,
-            secagg_threshold: None,
-            secagg_clipping_range: 1.0,
-            secagg_quantization_range: 1 << 16,
-            ledger: true,
-            keep_updates: false,
-        }
-    }
-}
 
 /// Settings to change: each flag of `dainet simulate` and each key of its TOML file.
 #[derive(Clone, Debug, Default, Deserialize, clap::Args)]
@@ -474,164 +241,49 @@ pub struct ConfigPatch {
     pub checkpoint_every: Option<u32>,
 }
 
-impl RunConfig {
-    /// Applies every setting `patch` has.
-    pub fn apply(&mut self, patch: ConfigPatch) {
-        macro_rules! set {
-            ($($field:ident),*) => { $(if let Some(v) = patch.$field { self.$field = v; })* };
-        }
-        macro_rules! set_opt {
-            ($($field:ident),*) => { $(if patch.$field.is_some() { self.$field = patch.$field; })* };
-        }
-        set!(dataset, test_fraction, clients, partition, shards_per_client, dirichlet_alpha, min_partition_size);
-        set!(model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
-        set!(latency_ms, out, checkpoint_every, min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr);
-        set!(server_momentum, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon, backdoor_target);
-        set!(backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta, carry_momentum);
-        set!(dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
-        set_opt!(dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
-        set!(secagg, dropout_after_masking, secagg_clipping_range, secagg_quantization_range, ledger, keep_updates);
-        if patch.no_ledger {
-            self.ledger = false;
-        }
-        set_opt!(images, labels, csv, label_column, client_column, round_timeout_ms, robust_f, multi_krum_m);
-        set_opt!(clip_norm, bucket_size, max_update_norm, attack, alie_z, backdoor_boost);
+/// Applies every setting `patch` has to `settings`.
+pub fn apply(settings: &mut Settings, patch: ConfigPatch) {
+    let Settings { task, simulation, output } = settings;
+    macro_rules! set {
+        ($part:ident: $($field:ident),*) => { $(if let Some(v) = patch.$field { $part.$field = v; })* };
     }
+    macro_rules! set_opt {
+        ($part:ident: $($field:ident),*) => { $(if patch.$field.is_some() { $part.$field = patch.$field; })* };
+    }
+    set!(task: model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
+    set!(task: min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr, server_momentum, carry_momentum);
+    set!(task: dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
+    set!(task: secagg, secagg_clipping_range, secagg_quantization_range);
+    set_opt!(task: dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
+    set_opt!(task: round_timeout_ms, robust_f, multi_krum_m, clip_norm, bucket_size, max_update_norm);
+    set!(simulation: dataset, test_fraction, clients, partition, shards_per_client, dirichlet_alpha);
+    set!(simulation: min_partition_size, latency_ms, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon);
+    set!(simulation: backdoor_target, backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta);
+    set!(simulation: dropout_after_masking);
+    set_opt!(simulation: images, labels, csv, label_column, client_column, attack, alie_z, backdoor_boost);
+    set!(output: out, checkpoint_every, ledger, keep_updates);
+    if patch.no_ledger {
+        output.ledger = false;
+    }
+}
 
-    /// The defaults, then the TOML file at `file` (if any), then `flags`.
-    pub fn resolve(file: Option<&Path>, flags: ConfigPatch) -> Result<Self> {
-        let mut config = RunConfig::default();
-        if let Some(path) = file {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
-            let patch: ConfigPatch = toml::from_str(&text).map_err(|e| {
-                let msg = e.message().to_string();
-                let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-                match line {
-                    Some(line) => anyhow::anyhow!("{}: line {line}: {msg}", path.display()),
-                    None => anyhow::anyhow!("{}: {msg}", path.display()),
-                }
-            })?;
-            config.apply(patch);
-        }
-        config.apply(flags);
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks what can be checked without reading data.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
-            bail!("fraction = {} is outside (0, 1]: it is the share of clients sampled each round", self.fraction);
-        }
-        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            bail!("test_fraction = {} is outside (0, 1)", self.test_fraction);
-        }
-        if self.batch_size == 0 {
-            bail!("batch_size = 0: a mini-batch needs at least one example");
-        }
-        if self.epochs == 0 {
-            bail!("epochs = 0: clients must train at least one epoch");
-        }
-        if self.rounds == 0 {
-            bail!("rounds = 0: run at least one round");
-        }
-        if self.clients == 0 && self.partition != PartitionKind::Natural {
-            bail!("clients = 0: a federation needs at least one client");
-        }
-        for (name, v) in [("lr", self.lr), ("momentum", self.momentum), ("weight_decay", self.weight_decay)] {
-            if !v.is_finite() || v < 0.0 {
-                bail!("{name} = {v} must be a finite, non-negative number");
+/// The defaults, then the TOML file at `file` (if any), then `flags`.
+pub fn resolve(file: Option<&Path>, flags: ConfigPatch) -> Result<Settings> {
+    let mut settings = Settings::default();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+        let patch: ConfigPatch = toml::from_str(&text).map_err(|e| {
+            let msg = e.message().to_string();
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            match line {
+                Some(line) => anyhow::anyhow!("{}: line {line}: {msg}", path.display()),
+                None => anyhow::anyhow!("{}: {msg}", path.display()),
             }
-        }
-        if !self.prox_mu.is_finite() || self.prox_mu < 0.0 {
-            bail!("prox_mu = {} must be a finite, non-negative number", self.prox_mu);
-        }
-        if self.lr == 0.0 {
-            bail!("lr = 0: the model would never change");
-        }
-        if self.model == ModelKind::Mlp && self.hidden.contains(&0) {
-            bail!("hidden = {:?}: every hidden layer needs at least one unit", self.hidden);
-        }
-        match self.dataset {
-            DatasetKind::Idx if self.images.is_none() || self.labels.is_none() => {
-                bail!("dataset = idx needs both images and labels (--images FILE --labels FILE)")
-            }
-            DatasetKind::Csv if self.csv.is_none() => bail!("dataset = csv needs a file (--csv FILE)"),
-            _ => {}
-        }
-        for (name, v) in [("byzantine", self.byzantine), ("stragglers", self.stragglers), ("dropouts", self.dropouts)] {
-            if !(0.0..=1.0).contains(&v) {
-                bail!("{name} = {v} is outside [0, 1]: it is a fraction of the clients");
-            }
-        }
-        if self.byzantine > 0.0 && self.attack.is_none() {
-            bail!(
-                "byzantine = {} needs an attack (--attack sign-flip|gaussian|label-flip|alie|ipm|backdoor)",
-                self.byzantine
-            );
-        }
-        if self.attack.is_some() && self.byzantine == 0.0 {
-            bail!("attack needs Byzantine clients (--byzantine FRACTION, e.g. 0.2)");
-        }
-        if self.dropouts > 0.0 && self.round_timeout_ms.is_none() {
-            bail!("dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever");
-        }
-        if !(self.dp_delta > 0.0 && self.dp_delta < 1.0) {
-            bail!("dp_delta = {} is outside (0, 1)", self.dp_delta);
-        }
-        if self.dp_epsilon.is_some() && self.dp_noise_multiplier.is_none() {
-            bail!("dp_epsilon (a privacy budget) needs differential privacy on (--dp-noise-multiplier Z)");
-        }
-        if let Some(budget) = self.dp_epsilon {
-            if !(budget.is_finite() && budget > 0.0) {
-                bail!("dp_epsilon = {budget} must be a positive number");
-            }
-        }
-        if self.dropout_after_masking > 0.0 && !self.secagg {
-            bail!("dropout_after_masking needs secure aggregation (--secagg true)");
-        }
-        if !(0.0..=1.0).contains(&self.dropout_after_masking) {
-            bail!("dropout_after_masking = {} is outside [0, 1]", self.dropout_after_masking);
-        }
-        if self.carry_momentum && self.momentum == 0.0 {
-            bail!("carry_momentum needs client momentum (--momentum, e.g. 0.9)");
-        }
-        if !(self.backdoor_fraction > 0.0 && self.backdoor_fraction <= 1.0) {
-            bail!("backdoor_fraction = {} is outside (0, 1]", self.backdoor_fraction);
-        }
-        if self.strategy == "fedprox" && self.prox_mu == 0.0 {
-            bail!("strategy = fedprox needs a proximal term (--prox-mu, e.g. 0.01); with 0 it is fedavg");
-        }
-        if self.partition == PartitionKind::Natural
-            && self.client_column.is_none()
-            && self.dataset != DatasetKind::Synthetic
-        {
-            bail!("partition = natural needs a CSV client column (--dataset csv --client-column NAME)");
-        }
-        Ok(())
+        })?;
+        apply(&mut settings, patch);
     }
-
-    /// Clients sampled per round: `max(1, round(C·K))`, as in McMahan et al.
-    pub fn clients_per_round(&self, num_clients: usize) -> u32 {
-        ((self.fraction * num_clients as f64).round() as u32).clamp(1, num_clients.max(1) as u32)
-    }
-
-    /// A fingerprint of every setting that changes the trained model (not `rounds`, `out`
-    /// or `checkpoint_every`), so a checkpoint is only resumed under the run that wrote it.
-    pub fn fingerprint(&self) -> String {
-        let mut c = self.clone();
-        c.rounds = 0;
-        c.out = PathBuf::new();
-        c.checkpoint_every = 0;
-        // Recording the run changes nothing it computes.
-        c.ledger = true;
-        c.keep_updates = false;
-        let text = serde_json::to_string(&c).expect("config serialises");
-        // FNV-1a, 64 bits: stable across platforms and Rust versions.
-        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        format!("{hash:016x}")
-    }
+    apply(&mut settings, flags);
+    Ok(settings)
 }
 
 #[cfg(test)]
@@ -646,41 +298,38 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_which_beats_the_defaults() {
-        let f = write("rounds = 7\nlr = 0.1\nhidden = [64]\n");
+        let f = write("rounds = 7\nlr = 0.1\nhidden = [64]\nlatency_ms = 5\n");
         let flags = ConfigPatch { lr: Some(0.2), ..Default::default() };
-        let c = RunConfig::resolve(Some(f.path()), flags).unwrap();
-        assert_eq!((c.rounds, c.lr, c.hidden.clone()), (7, 0.2, vec![64]));
-        assert_eq!(c.clients, 100);
+        let s = resolve(Some(f.path()), flags).unwrap();
+        assert_eq!((s.task.rounds, s.task.lr, s.task.hidden.clone()), (7, 0.2, vec![64]));
+        assert_eq!((s.simulation.clients, s.simulation.latency_ms), (100, 5));
     }
 
     #[test]
     fn unknown_keys_are_errors_naming_file_line_and_key() {
         let f = write("rounds = 7\nlearning_rate = 0.1\n");
-        let e = format!("{:#}", RunConfig::resolve(Some(f.path()), ConfigPatch::default()).unwrap_err());
+        let e = format!("{:#}", resolve(Some(f.path()), ConfigPatch::default()).unwrap_err());
         assert!(e.contains("line 2") && e.contains("learning_rate"), "{e}");
         assert!(e.contains(&f.path().display().to_string()), "{e}");
     }
 
     #[test]
-    fn out_of_range_values_are_errors() {
-        for (patch, key) in [
-            (ConfigPatch { batch_size: Some(0), ..Default::default() }, "batch_size"),
-            (ConfigPatch { fraction: Some(0.0), ..Default::default() }, "fraction"),
-            (ConfigPatch { fraction: Some(1.5), ..Default::default() }, "fraction"),
-            (ConfigPatch { lr: Some(f64::NAN), ..Default::default() }, "lr"),
-            (ConfigPatch { dataset: Some(DatasetKind::Csv), ..Default::default() }, "csv"),
-        ] {
-            let e = RunConfig::resolve(None, patch).unwrap_err().to_string();
-            assert!(e.contains(key), "{e}");
-        }
-    }
-
-    #[test]
-    fn fingerprint_ignores_rounds_output_and_ledger_only() {
-        let a = RunConfig::default();
-        let b = RunConfig { rounds: 3, out: "x".into(), checkpoint_every: 2, ledger: false, ..a.clone() };
-        let c = RunConfig { lr: 0.1, ..a.clone() };
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), c.fingerprint());
+    fn every_key_reaches_its_owner() {
+        let flags = ConfigPatch {
+            no_ledger: true,
+            attack: Some(AttackKind::Ipm),
+            dp_noise: Some(DpNoise::Distributed),
+            dataset: Some(DatasetKind::Synthetic),
+            partition: Some(PartitionKind::Natural),
+            model: Some(ModelKind::Lr),
+            out: Some(PathBuf::from("x")),
+            ..Default::default()
+        };
+        let s = resolve(None, flags).unwrap();
+        assert!(!s.output.ledger);
+        assert_eq!(s.output.out, PathBuf::from("x"));
+        assert_eq!(s.simulation.attack, Some(AttackKind::Ipm));
+        assert_eq!((s.simulation.dataset, s.simulation.partition), (DatasetKind::Synthetic, PartitionKind::Natural));
+        assert_eq!((s.task.dp_noise, s.task.model), (DpNoise::Distributed, ModelKind::Lr));
     }
 }

@@ -8,6 +8,7 @@
 //! a block or a blob.
 
 use anyhow::{bail, Context, Result};
+use dainet_engine::record::kept_commitments;
 use dainet_ledger::block::Block;
 use dainet_ledger::chain::Chain;
 use dainet_ledger::folder::{is_unfinished, LedgerDir, UNFINISHED_FILE};
@@ -18,8 +19,6 @@ use dainet_ledger::state::State;
 use dainet_ledger::store::{BlockStore, RedbStore};
 use dainet_ledger::tx::{Metric, Transaction, TxBody};
 use dainet_ledger::verify::verify_with_updates;
-use dainet_ml::model_file::load_model;
-use dainet_protocol::record::{masked_input_digest, update_digest};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -562,57 +561,6 @@ struct RoundCommitments {
     aggregate: Option<(Digest, At)>,
 }
 
-/// The round and commitment of every update file under `dir`: `*.safetensors` models by their
-/// values (their round from the `dainet.round` metadata), `*.masked` masked inputs by their
-/// words (their round from the name, `round-NNNN.masked`). Returns them and the number of files
-/// read. Symbolic links are not followed.
-fn held_updates(dir: &Path) -> Result<(BTreeSet<(u64, Digest)>, usize)> {
-    let mut held = BTreeSet::new();
-    let mut files = 0;
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        let entries = std::fs::read_dir(&folder).with_context(|| format!("{}: cannot read", folder.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("{}: cannot read", folder.display()))?;
-            let path = entry.path();
-            let kind = entry.file_type().with_context(|| format!("{}: cannot read", path.display()))?;
-            if kind.is_dir() {
-                folders.push(path);
-                continue;
-            }
-            let bad_round = || anyhow::anyhow!("{}: no round in its name or metadata", path.display());
-            let (round, hash) = match path.extension().and_then(|e| e.to_str()) {
-                // The update's values in its model's layout order, as the coordinator hashed them.
-                Some("safetensors") => {
-                    let model = load_model(&path)?;
-                    let round =
-                        model.metadata.get("dainet.round").and_then(|r| r.parse().ok()).ok_or_else(bad_round)?;
-                    (round, update_digest(model.params.values()))
-                }
-                Some("masked") => {
-                    let round = path
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .and_then(|s| s.strip_prefix("round-"))
-                        .and_then(|r| r.parse().ok())
-                        .ok_or_else(bad_round)?;
-                    let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-                    if bytes.len() % 4 != 0 {
-                        bail!("{}: {} bytes is not a whole number of 32-bit words", path.display(), bytes.len());
-                    }
-                    let words: Vec<u32> =
-                        bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
-                    (round, masked_input_digest(&words))
-                }
-                _ => continue,
-            };
-            held.insert((round, Digest(hash)));
-            files += 1;
-        }
-    }
-    Ok((held, files))
-}
-
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let ledger = LedgerDir::open_read_only(&args.dir).map_err(|e| {
         let error = anyhow::Error::new(e);
@@ -624,7 +572,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             false => error,
         }
     })?;
-    let held = args.updates.as_deref().map(held_updates).transpose()?;
+    let held = args.updates.as_deref().map(kept_commitments).transpose()?;
     let report = verify_with_updates(ledger.store(), ledger.blobs(), held.as_ref().map(|(set, _)| set));
     // What was checked, by round, from the blocks that decode (a block that does not is a finding).
     let mut rounds: BTreeMap<u64, RoundCommitments> = BTreeMap::new();

@@ -7,11 +7,8 @@ mod interrupt;
 mod keygen;
 mod ledger;
 mod node;
-mod plan;
 mod plot;
 mod predict;
-mod record;
-mod run;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -44,27 +41,6 @@ enum Command {
     Ledger(ledger::LedgerCommand),
 }
 
-/// Versions of dainet and the crates whose arithmetic shapes results.
-pub fn versions() -> serde_json::Value {
-    serde_json::json!({
-        "dainet": env!("CARGO_PKG_VERSION"),
-        "matrixmultiply": "0.3.11",
-        "rayon": "1.12.0",
-        "safetensors": "0.8.0",
-    })
-}
-
-/// The peak resident set size of this process, from getrusage.
-pub fn peak_rss_bytes() -> Option<u64> {
-    // SAFETY: getrusage only writes the struct we pass, which is zero-initialised and owned.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
-    }?;
-    // Linux reports kilobytes.
-    u64::try_from(usage.ru_maxrss).ok().map(|kb| kb * 1024)
-}
-
 fn main() -> ExitCode {
     let process_start = Instant::now();
     let cli = Cli::parse();
@@ -82,7 +58,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<simulate::Interrupted>().is_some() => {
+        Err(e) if matches!(e.downcast_ref(), Some(dainet_engine::EngineError::Interrupted { .. })) => {
             eprintln!("{e}");
             ExitCode::from(130)
         }

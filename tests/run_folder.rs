@@ -1,11 +1,13 @@
 //! A run folder never misleads: `report.json` says what the run is doing from its start, Ctrl-C
-//! stops at a round's end with a checkpoint that resumes exactly, a killed run never claims to
+//! stops at a round's end with a checkpoint that resumes exactly (its ledger too), a killed run never claims to
 //! have finished (nor its ledger to be whole), another run's results are not mixed in, and a
 //! full disk leaves nothing partial.
 
 mod common;
 
 use common::{assert_clean_error, dainet, files, s};
+use dainet_ledger::chain::Chain;
+use dainet_ledger::folder::LedgerDir;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -44,6 +46,14 @@ fn wait_for_line(child: &mut Child, needle: &str) -> BufReader<std::process::Chi
     }
 }
 
+/// Each round of the run in `dir`'s ledger, with the hash of its aggregate.
+fn recorded_rounds(dir: &Path) -> Vec<(u64, Option<String>)> {
+    let (store, _) = LedgerDir::open_read_only(dir.join("ledger")).unwrap().into_parts();
+    let chain = Chain::open(store).unwrap();
+    let rounds = chain.state().rounds();
+    rounds.iter().map(|(r, round)| (*r, round.aggregate.as_ref().map(|a| a.aggregate_hash.to_hex()))).collect()
+}
+
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) with a pid this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
@@ -67,18 +77,30 @@ fn ctrl_c_finishes_the_round_and_writes_a_checkpoint_that_resumes_to_the_same_by
     assert!((2..1000).contains(&rounds), "{rounds} rounds");
     let checkpoint = out.join("checkpoints").join(format!("round-{rounds:04}.safetensors"));
     assert!(text.contains(&format!("continue with --resume {}", checkpoint.display())), "{text}");
-    // No ledger is left for a run that did not end.
-    assert!(!out.join("ledger").exists());
+    // The ledger holds the rounds up to the checkpoint's, and says the run did not finish.
+    let verify = dainet(&["ledger", "verify", s(&out.join("ledger"))]);
+    assert_eq!(verify.status.code(), Some(1), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("unfinished"));
+    assert_eq!(recorded_rounds(&out).len() as u32, rounds);
 
-    // Resumed to three more rounds, it ends where an uninterrupted run of as many rounds does.
+    // Resumed to three more rounds, it ends where an uninterrupted run of as many rounds does,
+    // and continues the interrupted run's ledger to a whole one that verifies.
     let total = (rounds + 3).to_string();
-    let o = dainet(&["simulate", "--out", s(&out), "--rounds", &total, "--resume", s(&checkpoint), "--no-ledger"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = dainet(&["simulate", "--out", s(&out), "--rounds", &total, "--resume", s(&checkpoint)]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("continuing {} after round {rounds}", out.join("ledger").display())), "{stderr}");
     let whole = dir.path().join("whole");
-    let o = dainet(&["simulate", "--out", s(&whole), "--rounds", &total, "--no-ledger"]);
+    let o = dainet(&["simulate", "--out", s(&whole), "--rounds", &total]);
     assert!(o.status.success());
     let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert!(model(&out) == model(&whole), "the resumed run's model differs from the uninterrupted one's");
+    let verify = dainet(&["ledger", "verify", s(&out.join("ledger"))]);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && stdout.contains("ledger ok") && !stdout.contains("unfinished"), "{stdout}");
+    // Every round is recorded once, with the aggregate the uninterrupted run recorded.
+    assert_eq!(recorded_rounds(&out), recorded_rounds(&whole));
+    assert_eq!(recorded_rounds(&out).len(), rounds as usize + 3);
     assert_eq!(report(&out)["status"], "finished");
 }
 

@@ -3,11 +3,10 @@
 //! written to disk, and prints the spec's report fields that a process can measure itself.
 
 use super::loadavg;
-use crate::config::{ModelKind, PartitionKind, RunConfig};
-use crate::plan::plan;
-use crate::run::{execute, Start};
-use crate::simulate::rounds_to;
 use anyhow::Result;
+use dainet_engine::config::{ModelKind, PartitionKind, Settings, SimulationConfig, TaskConfig};
+use dainet_engine::run::rounds_to;
+use dainet_engine::{execute, plan, Start};
 use std::time::Instant;
 
 /// fedtask-v1's two models.
@@ -46,23 +45,25 @@ pub struct FedtaskArgs {
 /// Runs fedtask-v1 and prints its JSON line on stdout.
 pub fn fedtask(args: FedtaskArgs, process_start: Instant) -> Result<()> {
     let loadavg_at_start = loadavg();
-    let config = RunConfig {
+    let task = TaskConfig {
         model: match args.model {
             FedtaskModel::TwoNn => ModelKind::Mlp,
             FedtaskModel::Lr => ModelKind::Lr,
         },
         hidden: vec![200, 200],
+        rounds: args.rounds,
+        ..TaskConfig::default()
+    };
+    let simulation = SimulationConfig {
         partition: match args.partition {
             FedtaskPartition::Iid => PartitionKind::Iid,
             FedtaskPartition::Noniid => PartitionKind::Shards,
         },
         shards_per_client: 2,
-        rounds: args.rounds,
-        ..RunConfig::default()
+        ..SimulationConfig::default()
     };
-    config.validate()?;
-    let plan = plan(config)?;
-    let params = plan.model.init(plan.config.seed);
+    let plan = plan(Settings { task, simulation, ..Settings::default() })?;
+    let params = plan.model.init(plan.settings.task.seed);
     let initial = plan.evaluate(params.values());
     let wall_setup_s = process_start.elapsed().as_secs_f64();
     let rounds_start = Instant::now();
@@ -78,7 +79,7 @@ pub fn fedtask(args: FedtaskArgs, process_start: Instant) -> Result<()> {
     let line = serde_json::json!({
         "framework": "dainet",
         "version": env!("CARGO_PKG_VERSION"),
-        "versions": crate::versions(),
+        "versions": dainet_engine::versions(),
         "partition": match args.partition { FedtaskPartition::Iid => "iid", FedtaskPartition::Noniid => "noniid" },
         "model": match args.model { FedtaskModel::TwoNn => "2nn", FedtaskModel::Lr => "lr" },
         "rounds": args.rounds,
@@ -95,7 +96,7 @@ pub fn fedtask(args: FedtaskArgs, process_start: Instant) -> Result<()> {
         "wall_rounds_s": wall_rounds_s,
         "round_wall_s": round_wall_s,
         "round_wall_median_s": median,
-        "peak_rss_bytes": crate::peak_rss_bytes(),
+        "peak_rss_bytes": dainet_engine::peak_rss_bytes(),
         "threads": rayon::current_num_threads(),
         "update_param_bytes": 4 * plan.model.layout().len(),
         "loadavg_at_start": loadavg_at_start,

@@ -8,11 +8,10 @@
 //! ledger's share of the run's time.
 
 use super::{loadavg, median};
-use crate::config::{ConfigPatch, RunConfig};
-use crate::plan::plan;
-use crate::record::execute_recorded;
-use crate::run::{execute, RoundRecord, Start};
+use crate::config::{resolve, ConfigPatch};
 use anyhow::{Context, Result};
+use dainet_engine::record::{execute_recorded, LedgerStart};
+use dainet_engine::{execute, plan, RoundRecord, Start};
 use dainet_protocol::RoundOutcome;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,10 +32,10 @@ pub struct LedgerShareArgs {
 /// Runs the comparison and prints its JSON line on stdout.
 pub fn ledger_share(args: LedgerShareArgs) -> Result<()> {
     let loadavg_at_start = loadavg();
-    let config = RunConfig::resolve(args.config.as_deref(), args.flags)?;
+    let settings = resolve(args.config.as_deref(), args.flags)?;
     anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
-    let plan = plan(config)?;
-    let c = &plan.config;
+    let plan = plan(settings)?;
+    let c = &plan.settings.task;
     let scratch = tempfile::tempdir().context("cannot create a temporary directory for the ledgers")?;
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let (mut blocks, mut recording_s, mut blocking_s, mut blob_s) = (0, Vec::new(), Vec::new(), Vec::new());
@@ -57,7 +56,13 @@ pub fn ledger_share(args: LedgerShareArgs) -> Result<()> {
             accuracy = record.accuracy;
             Ok(())
         };
-        let run = execute_recorded(&plan, Start::fresh(plan.model.init(c.seed)), Some(&dir), None, on_round)?;
+        let run = execute_recorded(
+            &plan,
+            Start::fresh(plan.model.init(c.seed)),
+            Some((&dir, LedgerStart::Fresh)),
+            None,
+            on_round,
+        )?;
         let (_, totals) = run.ledger.context("the run recorded a ledger")?;
         with.push(started.elapsed().as_secs_f64());
         final_accuracy.1 = accuracy;

@@ -8,10 +8,9 @@
 //! federation. Writes `robustness.md` (the table), `report.json` (every run's final numbers
 //! and settings) into `--out`, and prints one JSON line.
 
-use crate::config::{AttackKind, PartitionKind, RunConfig};
-use crate::plan::plan;
-use crate::run::{execute, Start};
 use anyhow::{Context, Result};
+use dainet_engine::config::{AttackKind, PartitionKind, Settings, SimulationConfig, TaskConfig};
+use dainet_engine::{execute, plan, Start};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -109,25 +108,28 @@ pub fn robustness(args: RobustnessArgs) -> Result<()> {
     for (pname, partition) in partitions {
         for e in &entries {
             for &attack in ATTACKS {
-                let config = RunConfig {
-                    clients: 100,
+                let task = TaskConfig {
                     fraction: 0.2,
-                    partition,
-                    dirichlet_alpha: 0.5,
                     rounds: args.rounds,
                     strategy: e.strategy.into(),
                     prox_mu: if e.strategy == "fedprox" { 0.01 } else { 0.0 },
                     clip_norm: e.clip_norm,
                     bucket_size: e.bucket_size,
                     robust_f: Some((args.byzantine * 20.0).floor() as usize),
+                    ..TaskConfig::default()
+                };
+                let simulation = SimulationConfig {
+                    clients: 100,
+                    partition,
+                    dirichlet_alpha: 0.5,
                     byzantine: if attack.is_some() { args.byzantine } else { 0.0 },
                     attack,
-                    ..RunConfig::default()
+                    ..SimulationConfig::default()
                 };
-                config.validate()?;
                 let t = Instant::now();
-                let plan = plan(config).with_context(|| format!("{} under {}", e.label, attack_name(attack)))?;
-                let params = plan.model.init(plan.config.seed);
+                let plan = plan(Settings { task, simulation, ..Settings::default() })
+                    .with_context(|| format!("{} under {}", e.label, attack_name(attack)))?;
+                let params = plan.model.init(plan.settings.task.seed);
                 let mut last = None;
                 let mut skipped = 0;
                 execute(&plan, Start::fresh(params), |record, _| {
@@ -169,7 +171,7 @@ pub fn robustness(args: RobustnessArgs) -> Result<()> {
         "clients_per_round": 20,
         "robust_f": (args.byzantine * 20.0).floor(),
         "model": "mlp:784-200-200-10",
-        "versions": crate::versions(),
+        "versions": dainet_engine::versions(),
         "runs": cells,
     });
     let json = args.out.join("report.json");

@@ -9,11 +9,10 @@
 //!    timed, so the per-client cost is measured directly; the server's time is what remains.
 
 use super::median;
-use crate::config::RunConfig;
-use crate::plan::plan;
-use crate::run::{execute, Start};
 use anyhow::{anyhow, Result};
 use dainet_core::SplitMix64;
+use dainet_engine::config::{Settings, SimulationConfig, TaskConfig};
+use dainet_engine::{execute, plan, Start};
 use dainet_privacy::secagg::{ParticipantId, SecAggClient, SecAggConfig, SecAggServer, ServerMessage, Time};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,12 +36,15 @@ pub struct SecaggArgs {
 
 /// Median round wall time of a run of `rounds` rounds with every client each round.
 fn round_time(clients: usize, rounds: u32, secagg: bool) -> Result<(f64, f64)> {
-    let config = RunConfig { clients, fraction: 1.0, rounds, secagg, ..RunConfig::default() };
-    config.validate()?;
-    let plan = plan(config)?;
+    let settings = Settings {
+        task: TaskConfig { fraction: 1.0, rounds, secagg, ..TaskConfig::default() },
+        simulation: SimulationConfig { clients, ..SimulationConfig::default() },
+        ..Settings::default()
+    };
+    let plan = plan(settings)?;
     let mut walls = Vec::new();
     let mut accuracy = 0.0;
-    execute(&plan, Start::fresh(plan.model.init(plan.config.seed)), |record, _| {
+    execute(&plan, Start::fresh(plan.model.init(plan.settings.task.seed)), |record, _| {
         walls.push(record.wall_s);
         accuracy = record.accuracy;
         Ok(())

@@ -8,7 +8,8 @@
 //! so the caller's one sync at the end (before the blocks that name the blobs are written)
 //! finds little left; durability is never claimed before that sync.
 
-use anyhow::{bail, Context, Result};
+use super::{LedgerContext, Result};
+use crate::error::EngineError;
 use dainet_ledger::blob::{BlobError, DirBlobs};
 use dainet_ledger::hash::Digest;
 use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError};
@@ -16,7 +17,7 @@ use std::thread::JoinHandle;
 
 pub(super) struct BlobWriter {
     queue: Option<SyncSender<(Digest, Vec<u8>)>>,
-    thread: Option<JoinHandle<Result<DirBlobs, BlobError>>>,
+    thread: Option<JoinHandle<std::result::Result<DirBlobs, BlobError>>>,
 }
 
 impl BlobWriter {
@@ -46,7 +47,7 @@ impl BlobWriter {
                 }
                 Ok(blobs)
             })
-            .context("cannot start the blob writer thread")?;
+            .ledger(|| "cannot start the blob writer thread".into())?;
         Ok(Self { queue: Some(queue), thread: Some(thread) })
     }
 
@@ -57,7 +58,7 @@ impl BlobWriter {
         if !sent {
             // The writer stopped early: report why.
             self.finish()?;
-            bail!("the blob writer stopped");
+            return Err(EngineError::ledger("writing the blobs", "the blob writer stopped"));
         }
         Ok(())
     }
@@ -65,8 +66,14 @@ impl BlobWriter {
     /// Waits for every queued blob to be written; returns the store, or the first write error.
     pub(super) fn finish(&mut self) -> Result<DirBlobs> {
         drop(self.queue.take());
-        let thread = self.thread.take().context("the blob writer already finished")?;
-        let blobs = thread.join().map_err(|_| anyhow::anyhow!("the blob writer panicked"))??;
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| EngineError::ledger("writing the blobs", "the blob writer already finished"))?;
+        let blobs = thread
+            .join()
+            .map_err(|_| EngineError::ledger("writing the blobs", "the blob writer panicked"))?
+            .ledger(|| "writing the blobs".into())?;
         Ok(blobs)
     }
 }

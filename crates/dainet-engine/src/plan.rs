@@ -1,8 +1,11 @@
-//! Planning a simulated federation: a [`RunConfig`] becomes data, a model, a partition, a
-//! strategy and faults, with every check that depends on the data made before anything runs.
+//! Planning a simulated federation: [`Settings`] become data, a model, a partition, a
+//! strategy, the round protocol's settings and faults, with every check (the settings' own,
+//! the protocol's, and those that depend on the data) made before anything runs or is written.
 
-use crate::config::{AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, RunConfig};
-use anyhow::{bail, Context, Result};
+use crate::config::{
+    AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, Settings, SimulationConfig, TaskConfig,
+};
+use crate::error::EngineError;
 use dainet_agg::dp::{Clipping, DpConfig, NoisePlacement};
 use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 use dainet_core::{Purpose, SplitMix64};
@@ -16,12 +19,12 @@ use dainet_protocol::{PrivacyConfig, RoundConfig, SecureConfig};
 use dainet_sim::faults::{Attack, Faults};
 use std::path::Path;
 
-const MNIST_IMAGES: &[u8] = include_bytes!("../data/mnist/mnist10k-images-idx3-ubyte.gz");
-const MNIST_LABELS: &[u8] = include_bytes!("../data/mnist/mnist10k-labels-idx1-ubyte.gz");
+const MNIST_IMAGES: &[u8] = include_bytes!("../../../data/mnist/mnist10k-images-idx3-ubyte.gz");
+const MNIST_LABELS: &[u8] = include_bytes!("../../../data/mnist/mnist10k-labels-idx1-ubyte.gz");
 
 /// A run ready to execute.
 pub struct Plan {
-    pub config: RunConfig,
+    pub settings: Settings,
     pub train: Dataset,
     pub test: Dataset,
     pub model: Box<dyn Model>,
@@ -38,35 +41,38 @@ pub struct Plan {
     pub rounds: RoundConfig,
 }
 
+/// Settings an error of the data, the model or the partition is reported under.
+type Result<T> = std::result::Result<T, EngineError>;
+
+fn setting<T>(message: impl Into<String>) -> Result<T> {
+    Err(EngineError::Setting(message.into()))
+}
+
 /// Loads the configured dataset and splits off the test set (the last `test_fraction`).
-fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>>)> {
-    let (task_seed, test_fraction) = (config.seed, config.test_fraction);
-    let (all, ids) = match config.dataset {
+fn load_data(sim: &SimulationConfig, task_seed: u64) -> Result<(Dataset, Dataset, Option<Vec<String>>)> {
+    let test_fraction = sim.test_fraction;
+    let (all, ids) = match sim.dataset {
         DatasetKind::Mnist => {
-            let images = read_idx_bytes(Path::new("<bundled MNIST images>"), MNIST_IMAGES)?;
-            let labels = read_idx_bytes(Path::new("<bundled MNIST labels>"), MNIST_LABELS)?;
-            let all = idx_dataset(
-                (Path::new("<bundled MNIST images>"), images),
-                (Path::new("<bundled MNIST labels>"), labels),
-            )?;
+            let name = |what: &'static str| Path::new(what);
+            let images = read_idx_bytes(name("<bundled MNIST images>"), MNIST_IMAGES).map_err(EngineError::data)?;
+            let labels = read_idx_bytes(name("<bundled MNIST labels>"), MNIST_LABELS).map_err(EngineError::data)?;
+            let all = idx_dataset((name("<bundled MNIST images>"), images), (name("<bundled MNIST labels>"), labels))
+                .map_err(EngineError::data)?;
             (all, None)
         }
         DatasetKind::Idx => {
-            let (Some(images), Some(labels)) = (config.images.as_deref(), config.labels.as_deref()) else {
-                bail!("dataset = idx needs both images and labels (--images FILE --labels FILE)");
+            let (Some(images), Some(labels)) = (sim.images.as_deref(), sim.labels.as_deref()) else {
+                return setting("dataset = idx needs both images and labels (--images FILE --labels FILE)");
             };
-            (load_idx_dataset(images, labels)?, None)
+            (load_idx_dataset(images, labels).map_err(EngineError::data)?, None)
         }
         DatasetKind::Synthetic => {
-            let config = SyntheticConfig {
-                alpha: config.synthetic_alpha,
-                beta: config.synthetic_beta,
-                ..SyntheticConfig::default()
-            };
+            let config =
+                SyntheticConfig { alpha: sim.synthetic_alpha, beta: sim.synthetic_beta, ..SyntheticConfig::default() };
             let mut rng = SplitMix64::stream(task_seed, Purpose::SyntheticData, 0, 0);
-            let data = generate(&config, &mut rng)?;
+            let data = generate(&config, &mut rng).map_err(EngineError::data)?;
             // FedProx's split: the last share of every device's examples is its test data.
-            let (train, test) = data.split_per_device(test_fraction)?;
+            let (train, test) = data.split_per_device(test_fraction).map_err(EngineError::data)?;
             let ids = train.device_of_row.iter().map(|d| format!("device-{d:02}")).collect();
             return Ok((train.dataset, test.dataset, Some(ids)));
         }
@@ -76,103 +82,112 @@ fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset, Option<Vec<String>
                 Err(never) => match never {},
             };
             let opts = CsvOptions {
-                label_column: config.label_column.as_deref().map(column),
-                client_column: config.client_column.as_deref().map(column),
+                label_column: sim.label_column.as_deref().map(column),
+                client_column: sim.client_column.as_deref().map(column),
                 ..CsvOptions::default()
             };
-            let Some(csv) = config.csv.as_deref() else { bail!("dataset = csv needs a file (--csv FILE)") };
-            let data = load_csv(csv, &opts)?;
+            let Some(csv) = sim.csv.as_deref() else { return setting("dataset = csv needs a file (--csv FILE)") };
+            let data = load_csv(csv, &opts).map_err(EngineError::data)?;
             (data.dataset, data.client_ids)
         }
     };
     let n = all.len();
-    let n_test = ((n as f64 * config.test_fraction).round() as usize).max(1);
+    let n_test = ((n as f64 * test_fraction).round() as usize).max(1);
     if n_test >= n {
-        bail!(
-            "the dataset has {n} examples: too few to hold out test_fraction = {} and still train",
-            config.test_fraction
-        );
+        return Err(EngineError::Data(format!(
+            "the dataset has {n} examples: too few to hold out test_fraction = {test_fraction} and still train"
+        )));
     }
     let n_train = n - n_test;
     let train_ids = ids.map(|v| v[..n_train].to_vec());
     Ok((all.slice(0..n_train), all.slice(n_train..n), train_ids))
 }
 
-/// The model the config asks for, sized to the data.
-fn model_spec(config: &RunConfig, data: &Dataset) -> Result<ModelSpec> {
+/// The model the task asks for, sized to the data.
+fn model_spec(task: &TaskConfig, data: &Dataset) -> Result<ModelSpec> {
     let (input, classes) = (data.dim(), data.num_classes());
-    let spec = match config.model {
-        ModelKind::Mlp => ModelSpec::Mlp { input, hidden: config.hidden.clone(), classes },
+    let spec = match task.model {
+        ModelKind::Mlp => ModelSpec::Mlp { input, hidden: task.hidden.clone(), classes },
         ModelKind::Lr => ModelSpec::Mlp { input, hidden: vec![], classes },
         ModelKind::Cnn => match data.image_shape() {
             Some(shape) if shape[1] % 4 == 0 && shape[2] % 4 == 0 => ModelSpec::Cnn { input: shape, classes },
-            Some(shape) => bail!("model = cnn needs image sides that are multiples of 4; the images are {shape:?}"),
-            None => bail!("model = cnn needs image data (--dataset mnist or idx); use --model mlp for tabular data"),
+            Some(shape) => {
+                return setting(format!(
+                    "model = cnn needs image sides that are multiples of 4; the images are {shape:?}"
+                ))
+            }
+            None => {
+                return setting(
+                    "model = cnn needs image data (--dataset mnist or idx); use --model mlp for tabular data",
+                )
+            }
         },
     };
-    spec.validate()?;
+    spec.validate().map_err(|e| EngineError::Setting(e.to_string()))?;
     Ok(spec)
 }
 
-/// Loads the data and cuts it among the clients.
-pub fn plan(config: RunConfig) -> Result<Plan> {
-    let (train, test, ids) = load_data(&config)?;
-    let model = model_spec(&config, &train)?.build();
-    let scheme = match config.partition {
+/// Checks `settings`, loads the data and cuts it among the clients.
+pub fn plan(settings: Settings) -> Result<Plan> {
+    settings.validate()?;
+    let (task, sim) = (&settings.task, &settings.simulation);
+    let (train, test, ids) = load_data(sim, task.seed)?;
+    let model = model_spec(task, &train)?.build();
+    let scheme = match sim.partition {
         PartitionKind::Iid => PartitionScheme::Iid,
-        PartitionKind::Shards => PartitionScheme::Shards { shards_per_client: config.shards_per_client },
+        PartitionKind::Shards => PartitionScheme::Shards { shards_per_client: sim.shards_per_client },
         PartitionKind::Dirichlet => {
-            PartitionScheme::Dirichlet { alpha: config.dirichlet_alpha, min_size: config.min_partition_size }
+            PartitionScheme::Dirichlet { alpha: sim.dirichlet_alpha, min_size: sim.min_partition_size }
         }
         PartitionKind::Natural => PartitionScheme::Natural,
     };
-    if config.partition == PartitionKind::Natural && ids.is_none() {
-        bail!("partition = natural needs a CSV client column (--dataset csv --client-column NAME)");
+    if sim.partition == PartitionKind::Natural && ids.is_none() {
+        return setting("partition = natural needs a CSV client column (--dataset csv --client-column NAME)");
     }
-    let partition =
-        partition(&scheme, train.labels(), train.num_classes(), config.clients, config.seed, ids.as_deref())
-            .context("cannot partition the training set")?;
+    let partition = partition(&scheme, train.labels(), train.num_classes(), sim.clients, task.seed, ids.as_deref())
+        .map_err(|e| EngineError::Data(format!("cannot partition the training set: {e}")))?;
     let client_names = ids.as_deref().map(natural_client_ids);
-    let per_round = config.clients_per_round(partition.num_clients()) as usize;
-    let strategy = strategy_config(&config, per_round)?;
-    let (faults, triggered_test) = faults(&config, &train, &test, partition.num_clients(), per_round)?;
-    let rounds = round_config(&config, &partition, per_round as u32);
+    let per_round = task.clients_per_round(partition.num_clients()) as usize;
+    let strategy = strategy_config(task, sim, per_round)?;
+    let (faults, triggered_test) = faults(task.seed, sim, &train, &test, partition.num_clients(), per_round)?;
+    let rounds = round_config(task, &partition, per_round as u32);
     // Every check the protocol makes, before any output: round sizes, the strategy's minimum,
     // secure aggregation, a privacy budget that cannot cover even the first round.
     rounds.validate(&strategy, 1)?;
-    Ok(Plan { config, train, test, model, partition, client_names, strategy, faults, triggered_test, rounds })
+    Ok(Plan { settings, train, test, model, partition, client_names, strategy, faults, triggered_test, rounds })
 }
 
-/// The round protocol's settings for `config` over `partition`.
-fn round_config(c: &RunConfig, partition: &Partition, per_round: u32) -> RoundConfig {
+/// The round protocol's settings for `task` over `partition`.
+fn round_config(task: &TaskConfig, partition: &Partition, per_round: u32) -> RoundConfig {
     // The largest weight an input to secure aggregation carries: the largest client's
     // example count (what the simulator knows; a deployment states it in the task).
     let max_weight = (0..partition.num_clients()).map(|k| partition.client(k).len()).max().unwrap_or(1);
-    let secure = c.secagg.then(|| {
+    let secure = task.secagg.then(|| {
         SecureConfig::new(
             per_round,
-            c.secagg_num_shares,
-            c.secagg_threshold,
-            c.secagg_clipping_range,
-            c.secagg_quantization_range,
+            task.secagg_num_shares,
+            task.secagg_threshold,
+            task.secagg_clipping_range,
+            task.secagg_quantization_range,
             u32::try_from(max_weight).unwrap_or(u32::MAX),
         )
     });
     RoundConfig {
-        task_seed: c.seed,
+        task_seed: task.seed,
         num_clients: partition.num_clients() as u32,
         clients_per_round: per_round,
-        rounds: c.rounds,
-        round_timeout_ms: c.round_timeout_ms,
-        min_updates: c.min_updates,
+        rounds: task.rounds,
+        round_timeout_ms: task.round_timeout_ms,
+        min_updates: task.min_updates,
         secure,
-        privacy: c.dp_noise_multiplier.map(|_| PrivacyConfig { delta: c.dp_delta, budget: c.dp_epsilon }),
+        privacy: task.dp_noise_multiplier.map(|_| PrivacyConfig { delta: task.dp_delta, budget: task.dp_epsilon }),
     }
 }
 
-/// The strategy the config names, with the defaults that depend on the round size.
-fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
-    let expected_byzantine = (c.byzantine * per_round as f64).floor() as usize;
+/// The strategy the task names, with the defaults that depend on the round size (and, for
+/// the robust rules' f, on the simulated Byzantine share).
+fn strategy_config(c: &TaskConfig, sim: &SimulationConfig, per_round: usize) -> Result<StrategyConfig> {
+    let expected_byzantine = (sim.byzantine * per_round as f64).floor() as usize;
     let f = c.robust_f.unwrap_or(expected_byzantine);
     let params = RobustParams {
         f,
@@ -210,9 +225,10 @@ fn strategy_config(c: &RunConfig, per_round: usize) -> Result<StrategyConfig> {
     Ok(strategy)
 }
 
-/// The faults the config asks for, and the triggered test set of a backdoor attack.
+/// The faults the simulation injects, and the triggered test set of a backdoor attack.
 fn faults(
-    c: &RunConfig,
+    task_seed: u64,
+    c: &SimulationConfig,
     train: &Dataset,
     test: &Dataset,
     num_clients: usize,
@@ -228,13 +244,17 @@ fn faults(
         Some(AttackKind::Ipm) => Some(Attack::Ipm { epsilon: c.ipm_epsilon }),
         Some(AttackKind::Backdoor) => {
             let Some(shape) = train.image_shape() else {
-                bail!("attack = backdoor needs image data (a pixel trigger); use --dataset mnist or idx");
+                return setting("attack = backdoor needs image data (a pixel trigger); use --dataset mnist or idx");
             };
             if c.backdoor_target as usize >= train.num_classes() {
-                bail!("backdoor_target = {} is not a class (0..{})", c.backdoor_target, train.num_classes());
+                return setting(format!(
+                    "backdoor_target = {} is not a class (0..{})",
+                    c.backdoor_target,
+                    train.num_classes()
+                ));
             }
             let trigger = Trigger { image_shape: shape, size: 4, value: 1.0 };
-            triggered = Some(triggered_test_set(test, &trigger, c.backdoor_target)?);
+            triggered = Some(triggered_test_set(test, &trigger, c.backdoor_target).map_err(EngineError::data)?);
             Some(Attack::Backdoor {
                 trigger,
                 target: c.backdoor_target,
@@ -244,12 +264,12 @@ fn faults(
         }
     };
     let byzantine = if attack.is_some() {
-        Faults::choose_byzantine(c.seed, num_clients as u32, c.byzantine)
+        Faults::choose_byzantine(task_seed, num_clients as u32, c.byzantine)
     } else {
         Default::default()
     };
     if let Some(a) = &attack {
-        a.validate().map_err(anyhow::Error::msg)?;
+        a.validate().map_err(EngineError::Setting)?;
     }
     let faults = Faults {
         byzantine,
@@ -274,7 +294,7 @@ impl Plan {
 
     /// A few lines describing the run, printed at its start.
     pub fn summary(&self) -> String {
-        let c = &self.config;
+        let (c, task) = (&self.settings.simulation, &self.settings.task);
         let k = self.partition.num_clients();
         format!(
             "dainet {}: {} ({} train / {} test examples, {} classes), model {} ({} parameters)\n\
@@ -296,12 +316,12 @@ impl Plan {
             self.model.layout().len(),
             k,
             c.partition,
-            c.clients_per_round(k),
-            c.rounds,
-            c.epochs,
-            c.batch_size,
-            c.lr,
-            c.seed,
+            task.clients_per_round(k),
+            task.rounds,
+            task.epochs,
+            task.batch_size,
+            task.lr,
+            task.seed,
             rayon::current_num_threads(),
             self.strategy.describe(),
             self.fault_summary(),
@@ -309,7 +329,7 @@ impl Plan {
     }
 
     fn fault_summary(&self) -> String {
-        let c = &self.config;
+        let c = &self.settings.simulation;
         let mut parts = Vec::new();
         if let Some(a) = &self.faults.attack {
             parts.push(format!(

@@ -18,17 +18,21 @@
 //!   depend on how the threads interleave;
 //! - **no silent loss**: an error on the recording thread (a refused transaction, a full disk)
 //!   stops it, and the next hand-over or [`LedgerRecorder::finish`] returns it.
+//! - **continuation**: a run interrupted after a round writes the ledger up to that round
+//!   ([`execute_recorded`]); the run resumed from that round's checkpoint continues the same
+//!   chain ([`LedgerStart::After`]), and any other ledger it is refused ([`continues`]).
 
 mod blobs;
 mod kept;
 mod round;
 
-pub use kept::KeptUpdates;
+pub use kept::{kept_commitments, KeptUpdates};
 
+use crate::error::EngineError;
 use crate::plan::Plan;
 use crate::run::{execute_observed, LedgerEntry, RoundRecord, RunObserver, Start};
-use anyhow::{bail, Context, Result};
 use dainet_core::Params;
+use dainet_ledger::chain::Chain;
 use dainet_ledger::folder::{is_unfinished, mark_finished, mark_unfinished, LedgerDir};
 use dainet_ml::ModelSpec;
 use dainet_protocol::{ClientId, LedgerRecord, RoundOutcome, ToCoordinator};
@@ -39,7 +43,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// Says what the ledger was doing when an error of its own (the store's, consensus', a
+/// thread's) stopped the recording.
+trait LedgerContext<T> {
+    fn ledger(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> LedgerContext<T> for std::result::Result<T, E> {
+    fn ledger(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| EngineError::ledger(context(), e))
+    }
+}
 
 /// How many validators a simulation's ledger runs.
 pub const VALIDATORS: usize = 4;
@@ -93,40 +110,67 @@ pub struct LedgerRecorder {
     /// Set when the recorder is dropped unfinished (the run failed): the recording thread then
     /// stops without writing blocks for a run that did not end.
     abandoned: Arc<AtomicBool>,
-    /// The ledger folder this recorder created (removed again if the run fails).
+    /// The ledger folder.
     dir: PathBuf,
+    /// Where the recording started: a fresh folder is removed again if the run fails, a
+    /// continued one is left as the interrupted run left it.
+    from: LedgerStart,
+}
+
+/// Where a recording starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerStart {
+    /// A fresh ledger, replacing one a previous run left in the folder (and nothing else).
+    Fresh,
+    /// The ledger of the interrupted run that a run resumed after this round continues (see
+    /// [`continues`]).
+    After(u32),
+}
+
+/// Whether a run resumed after `round` can continue the ledger in `dir`: it is the ledger of a
+/// simulation with task seed `seed`, recorded up to `round` and no further. Says why not.
+pub fn continues(dir: &Path, seed: u64, round: u32) -> std::result::Result<(), String> {
+    let (store, _) = LedgerDir::open_read_only(dir).map_err(|e| e.to_string())?.into_parts();
+    let chain = Chain::open(store).map_err(|e| e.to_string())?;
+    round::check_continues(&chain, seed, round)
 }
 
 impl LedgerRecorder {
     /// Batches handed over and not yet recorded, at most.
     pub const IN_FLIGHT: usize = 2;
 
-    /// A fresh ledger in `dir` (replacing one a previous run left there, and nothing else) for
-    /// the clients of `plan`. If the recorder is dropped without [`LedgerRecorder::finish`]
-    /// (the run failed), the folder is removed again. The validators start, and the clients'
-    /// devices are registered, on the recording thread.
-    pub fn start(dir: &Path, plan: &Plan) -> Result<Self> {
-        let started = Instant::now();
-        if dir.exists() {
+    /// A ledger in `dir` for the clients of `plan`: a fresh one, or the interrupted run's to
+    /// continue (`from`). If a fresh recorder is dropped without [`LedgerRecorder::finish`]
+    /// (the run failed), the folder is removed again. The validators start, and a fresh
+    /// ledger's devices are registered, on the recording thread.
+    pub fn start(dir: &Path, plan: &Plan, from: LedgerStart) -> Result<Self> {
+        let started = crate::wall_clock();
+        if from == LedgerStart::Fresh && dir.exists() {
             // Replace only what a previous run wrote: a ledger folder, never anything else.
             if LedgerDir::open(dir).is_err() && !is_unfinished(dir) {
-                bail!("{}: exists and is not a ledger folder; move it away or pass --no-ledger", dir.display());
+                return Err(EngineError::Folder {
+                    path: dir.to_path_buf(),
+                    reason: "exists and is not a ledger folder; move it away or pass --no-ledger".into(),
+                });
             }
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("{}: cannot replace the previous run's ledger", dir.display()))?;
+            std::fs::remove_dir_all(dir).map_err(EngineError::io(dir, "cannot replace the previous run's ledger"))?;
         }
         // Marked first, so a folder this run left at any point says the run did not finish
         // (until `finish_folder`).
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-        mark_unfinished(dir).with_context(|| format!("{}: cannot mark the ledger unfinished", dir.display()))?;
-        let (store, blobs) = LedgerDir::create(dir)?.into_parts();
-        let c = &plan.config;
+        std::fs::create_dir_all(dir).map_err(EngineError::io(dir, "cannot create"))?;
+        mark_unfinished(dir).map_err(EngineError::io(dir, "cannot mark the ledger unfinished"))?;
+        let (store, blobs) = match from {
+            LedgerStart::Fresh => LedgerDir::create(dir).ledger(|| "creating the ledger folder".into())?,
+            LedgerStart::After(_) => LedgerDir::open(dir).ledger(|| "opening the interrupted run's ledger".into())?,
+        }
+        .into_parts();
+        let c = &plan.settings.task;
         let settings = RecorderSettings {
             seed: c.seed,
             clients: plan.partition.num_clients(),
             spec: plan.model.spec().clone(),
-            fingerprint: c.fingerprint(),
-            task: format!("{:?} {}", c.dataset, plan.model.spec()).to_lowercase(),
+            fingerprint: plan.settings.fingerprint(),
+            task: format!("{:?} {}", plan.settings.simulation.dataset, plan.model.spec()).to_lowercase(),
             strategy: c.strategy.clone(),
             round_timeout_ms: c.round_timeout_ms,
         };
@@ -137,16 +181,19 @@ impl LedgerRecorder {
         let thread = std::thread::Builder::new()
             .name("dainet-ledger-recorder".into())
             .spawn(move || {
-                let mut ledger = RoundLedger::start(settings, store, blobs)?;
+                let mut ledger = match from {
+                    LedgerStart::Fresh => RoundLedger::start(settings, store, blobs)?,
+                    LedgerStart::After(round) => RoundLedger::resume(settings, store, blobs, round)?,
+                };
                 for batch in batches {
                     ledger.record(batch)?;
                 }
                 if stop.load(Ordering::SeqCst) {
-                    bail!("{dir_name}: the run stopped before its end; no blocks written");
+                    return Err(EngineError::ledger(dir_name, "the run stopped before its end; no blocks written"));
                 }
-                ledger.finish().with_context(|| format!("{dir_name}: finishing the ledger"))
+                ledger.finish().map_err(|e| EngineError::ledger(format!("{dir_name}: finishing the ledger"), e))
             })
-            .context("cannot start the ledger's recording thread")?;
+            .ledger(|| "cannot start the ledger's recording thread".into())?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
@@ -154,6 +201,7 @@ impl LedgerRecorder {
             blocking_s: started.elapsed().as_secs_f64(),
             abandoned,
             dir: dir.to_path_buf(),
+            from,
         })
     }
 
@@ -177,13 +225,13 @@ impl LedgerRecorder {
 
     fn hand_over(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.pending);
-        let started = Instant::now();
+        let started = crate::wall_clock();
         let sent = self.queue.as_ref().is_some_and(|queue| queue.send(batch).is_ok());
         self.blocking_s += started.elapsed().as_secs_f64();
         if !sent {
             // The recording thread ended early: say why.
             self.join()?;
-            bail!("the ledger's recording thread stopped");
+            return Err(EngineError::ledger("recording", "the ledger's recording thread stopped"));
         }
         Ok(())
     }
@@ -192,7 +240,7 @@ impl LedgerRecorder {
     /// validators, syncs the blobs and writes the blocks. Returns where each round landed, by
     /// round, and the totals.
     pub fn finish(mut self) -> Result<Recorded> {
-        let started = Instant::now();
+        let started = crate::wall_clock();
         if !self.pending.records.is_empty() {
             self.hand_over()?;
         }
@@ -203,15 +251,16 @@ impl LedgerRecorder {
 
     fn join(&mut self) -> Result<Recorded> {
         drop(self.queue.take());
-        let thread = self.thread.take().context("the ledger's recording thread already ended")?;
-        thread.join().map_err(|_| anyhow::anyhow!("the ledger's recording thread panicked"))?
+        let thread =
+            self.thread.take().ok_or_else(|| EngineError::ledger("recording", "the recording thread already ended"))?;
+        thread.join().map_err(|_| EngineError::ledger("recording", "the ledger's recording thread panicked"))?
     }
 }
 
 /// Marks the ledger folder `dir` finished: the run that recorded it wrote everything it had
 /// to, report included. Until then `dainet ledger verify` says the ledger is unfinished.
 pub fn finish_folder(dir: &Path) -> Result<()> {
-    mark_finished(dir).with_context(|| format!("{}: cannot mark the ledger finished", dir.display()))
+    mark_finished(dir).map_err(EngineError::io(dir, "cannot mark the ledger finished"))
 }
 
 /// What a simulation records beside its rounds: the ledger, and the updates each trainer
@@ -262,21 +311,31 @@ impl<F: FnMut(&RoundRecord, &RoundOutcome) -> Result<()>> RunObserver for Record
     }
 }
 
-/// [`crate::run::execute`] with every round recorded into a fresh ledger in `ledger_dir` (see
+/// [`crate::run::execute`] with every round recorded into the ledger in `ledger.0` (see
 /// [`LedgerRecorder::start`]) if one is given, and each trainer keeping what it sent in
 /// `kept` if given: `on_round` sees each round as it closes, before the ledger has finalized
 /// it. Returns the final model and, with a ledger, where each round landed (by round) and the
-/// totals.
+/// totals. A run interrupted after a round ([`EngineError::Interrupted`]) records the ledger up
+/// to that round, so the resumed run continues it.
 pub fn execute_recorded(
     plan: &Plan,
     start: Start,
-    ledger_dir: Option<&Path>,
+    ledger: Option<(&Path, LedgerStart)>,
     kept: Option<KeptUpdates>,
     on_round: impl FnMut(&RoundRecord, &RoundOutcome) -> Result<()>,
 ) -> Result<RecordedRun> {
-    let ledger = ledger_dir.map(|dir| LedgerRecorder::start(dir, plan)).transpose()?;
+    let ledger = ledger.map(|(dir, from)| LedgerRecorder::start(dir, plan, from)).transpose()?;
     let mut recorders = Recorders { ledger, kept, on_round };
-    let last = execute_observed(plan, start, &mut recorders)?;
+    let last = match execute_observed(plan, start, &mut recorders) {
+        Ok(last) => last,
+        Err(interrupted @ EngineError::Interrupted { .. }) => {
+            // The round the checkpoint holds closed and its records are pending: write them
+            // (the folder stays marked unfinished).
+            recorders.ledger.take().map(LedgerRecorder::finish).transpose()?;
+            return Err(interrupted);
+        }
+        Err(e) => return Err(e),
+    };
     let ledger = recorders.ledger.take().map(LedgerRecorder::finish).transpose()?;
     Ok(RecordedRun { last, ledger })
 }
@@ -296,8 +355,11 @@ impl Drop for LedgerRecorder {
             // Whatever it says, the run's own error is the one to report.
             let _ = self.join();
             // The folder holds no block of a run that did not end (the thread wrote none): a
-            // half-made ledger that fails verification would only mislead.
-            let _ = std::fs::remove_dir_all(&self.dir);
+            // half-made ledger that fails verification would only mislead. A continued ledger
+            // stays as the interrupted run left it (still marked unfinished).
+            if self.from == LedgerStart::Fresh {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
         }
     }
 }
@@ -305,11 +367,13 @@ impl Drop for LedgerRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RunConfig;
+    use crate::config::Settings;
     use crate::plan::plan;
 
     fn small_plan() -> Plan {
-        plan(RunConfig { rounds: 3, ..RunConfig::default() }).unwrap()
+        let mut settings = Settings::default();
+        settings.task.rounds = 3;
+        plan(settings).unwrap()
     }
 
     #[test]
@@ -317,10 +381,10 @@ mod tests {
         let plan = small_plan();
         let dir = tempfile::tempdir().unwrap();
         let ledger = dir.path().join("ledger");
-        let start = Start::fresh(plan.model.init(plan.config.seed));
-        let result = execute_recorded(&plan, start, Some(&ledger), None, |record, _| {
+        let start = Start::fresh(plan.model.init(plan.settings.task.seed));
+        let result = execute_recorded(&plan, start, Some((&ledger, LedgerStart::Fresh)), None, |record, _| {
             if record.round == 2 {
-                bail!("stopped by the test at round 2");
+                return Err(EngineError::Run("stopped by the test at round 2".into()));
             }
             Ok(())
         });
@@ -335,8 +399,8 @@ mod tests {
     fn an_error_on_the_recording_thread_reaches_the_training_loop() {
         let plan = small_plan();
         let dir = tempfile::tempdir().unwrap();
-        let initial = Arc::new(plan.model.init(plan.config.seed));
-        let mut recorder = LedgerRecorder::start(&dir.path().join("ledger"), &plan).unwrap();
+        let initial = Arc::new(plan.model.init(plan.settings.task.seed));
+        let mut recorder = LedgerRecorder::start(&dir.path().join("ledger"), &plan, LedgerStart::Fresh).unwrap();
         // An aggregate of client 3's update, which was never committed: the ledger refuses it,
         // and the recording thread must say so rather than write a round that does not add up.
         let records = |round: u32| {

@@ -16,21 +16,23 @@
 
 use super::blobs::BlobWriter;
 use super::{Batch, LedgerTotals, RecorderSettings, VALIDATORS};
+use super::{LedgerContext, Result};
+use crate::checkpoint::{FINGERPRINT_KEY, ROUND_KEY};
+use crate::error::EngineError;
 use crate::run::LedgerEntry;
-use anyhow::{bail, Context, Result};
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
 use dainet_core::Params;
 use dainet_ledger::blob::DirBlobs;
+use dainet_ledger::chain::Chain;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::{Keypair, NodeId};
 use dainet_ledger::round_record::deadline_ms;
-use dainet_ledger::store::RedbStore;
+use dainet_ledger::store::{BlockStore, RedbStore};
 use dainet_ledger::tx::{ChainId, Metric, Transaction, TxBody};
 use dainet_ml::model_file::model_bytes;
 use dainet_protocol::{ClientId, LedgerRecord};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// The ledger of one simulation, driven by the recording thread.
 pub(super) struct RoundLedger {
@@ -40,8 +42,9 @@ pub(super) struct RoundLedger {
     devices: Vec<NodeId>,
     chain_id: ChainId,
     nonces: Vec<u64>,
-    /// The ledger folder's block store, written in `finish`.
-    store: RedbStore,
+    /// Where `finish` writes the blocks: the folder's empty store, or the stored chain a
+    /// resumed run continues.
+    target: Target,
     /// Writes the blobs into the folder's `blobs/` off this thread.
     writer: BlobWriter,
     /// Where each round's transactions landed so far.
@@ -50,6 +53,46 @@ pub(super) struct RoundLedger {
     total_s: f64,
     /// Of which encoding, hashing and writing blobs.
     blob_s: f64,
+}
+
+/// Where the finalized blocks go.
+enum Target {
+    /// An empty store: the whole chain is written.
+    Empty(RedbStore),
+    /// The chain an interrupted run stored: the blocks above its head are appended.
+    Continue(Box<Chain<RedbStore>>),
+}
+
+/// The members' keys, the clients' device ids and the genesis a simulation with task seed
+/// `seed` and `clients` clients records under (derived from the seed: simulation keys).
+fn identities(seed: u64, clients: usize) -> (Vec<Keypair>, Vec<NodeId>, Genesis) {
+    let members: Vec<Keypair> = (0..VALIDATORS as u64).map(|i| derived_key(seed, "member", i)).collect();
+    let devices = (0..clients as u64).map(|k| derived_key(seed, "device", k).node_id()).collect();
+    let chain_id = ChainId::from_name(&format!("dainet-simulate-{seed}"));
+    let founders = members
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Founder { id: k.node_id(), name: format!("member-{i}"), validator: true })
+        .collect();
+    (members, devices, Genesis { chain_id, timestamp_ms: 0, founders })
+}
+
+/// Checks that `chain` is the ledger of a simulation with task seed `seed` recorded up to
+/// round `round` and no further, so a run resumed after `round` can continue it.
+pub(super) fn check_continues<S: BlockStore>(
+    chain: &Chain<S>,
+    seed: u64,
+    round: u32,
+) -> std::result::Result<(), String> {
+    let (_, _, genesis) = identities(seed, 0);
+    if chain.genesis() != &genesis {
+        return Err("it was recorded by a run with another seed".into());
+    }
+    match chain.state().rounds().keys().next_back() {
+        Some(&last) if last == u64::from(round) => Ok(()),
+        Some(&last) => Err(format!("it records rounds up to {last}, the checkpoint is at round {round}")),
+        None => Err(format!("it records no round, the checkpoint is at round {round}")),
+    }
 }
 
 /// A key derived from the task seed for `role` and `index` (simulation only).
@@ -61,22 +104,14 @@ fn derived_key(seed: u64, role: &str, index: u64) -> Keypair {
 
 impl RoundLedger {
     /// Starts [`VALIDATORS`] simulated validators on a genesis derived from the seed and
-    /// registers the clients' devices, writing into `store` and `blobs`.
+    /// registers the clients' devices, writing into the empty `store` and `blobs`.
     pub(super) fn start(settings: RecorderSettings, store: RedbStore, blobs: DirBlobs) -> Result<Self> {
-        let started = Instant::now();
-        let seed = settings.seed;
-        let members: Vec<Keypair> = (0..VALIDATORS as u64).map(|i| derived_key(seed, "member", i)).collect();
-        let devices: Vec<NodeId> =
-            (0..settings.clients as u64).map(|k| derived_key(seed, "device", k).node_id()).collect();
-        let chain_id = ChainId::from_name(&format!("dainet-simulate-{seed}"));
-        let founders = members
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Founder { id: k.node_id(), name: format!("member-{i}"), validator: true })
-            .collect();
-        let genesis = Genesis { chain_id, timestamp_ms: 0, founders };
-        let config = SimulatedLedgerConfig { seed, ..SimulatedLedgerConfig::default() };
-        let ledger = SimulatedLedger::start(genesis, members.clone(), config).context("starting the ledger")?;
+        let started = crate::wall_clock();
+        let (members, devices, genesis) = identities(settings.seed, settings.clients);
+        let chain_id = genesis.chain_id;
+        let config = SimulatedLedgerConfig { seed: settings.seed, ..SimulatedLedgerConfig::default() };
+        let ledger =
+            SimulatedLedger::start(genesis, members.clone(), config).ledger(|| "starting the ledger".into())?;
         let mut recorder = Self {
             settings,
             ledger,
@@ -84,7 +119,7 @@ impl RoundLedger {
             devices,
             chain_id,
             nonces: vec![0; VALIDATORS],
-            store,
+            target: Target::Empty(store),
             writer: BlobWriter::start(blobs)?,
             entries: BTreeMap::new(),
             total_s: 0.0,
@@ -100,9 +135,38 @@ impl RoundLedger {
                 recorder.sign(member, body)
             })
             .collect();
-        recorder.submit(0, registrations).context("registering the clients' devices")?;
+        recorder.submit(0, registrations).map_err(|e| EngineError::ledger("registering the clients' devices", e))?;
         recorder.total_s += started.elapsed().as_secs_f64();
         Ok(recorder)
+    }
+
+    /// Continues the chain an interrupted run stored in `store` (recorded up to `round`, see
+    /// [`check_continues`]): the validators restart on copies of it, the members' nonces go on
+    /// from the chain's, the devices are registered already.
+    pub(super) fn resume(settings: RecorderSettings, store: RedbStore, blobs: DirBlobs, round: u32) -> Result<Self> {
+        let started = crate::wall_clock();
+        let chain = Chain::open(store).ledger(|| "opening the interrupted run's ledger".into())?;
+        check_continues(&chain, settings.seed, round)
+            .map_err(|why| EngineError::ledger("continuing the interrupted run's ledger", why))?;
+        let (members, devices, genesis) = identities(settings.seed, settings.clients);
+        // The next transaction of a signer carries its next nonce; `sign` increments first.
+        let nonces = members.iter().map(|m| chain.state().next_nonce(&m.node_id()).saturating_sub(1)).collect();
+        let config = SimulatedLedgerConfig { seed: settings.seed, ..SimulatedLedgerConfig::default() };
+        let ledger =
+            SimulatedLedger::resume(&chain, members.clone(), config).ledger(|| "restarting the validators".into())?;
+        Ok(Self {
+            settings,
+            ledger,
+            members,
+            devices,
+            chain_id: genesis.chain_id,
+            nonces,
+            target: Target::Continue(Box::new(chain)),
+            writer: BlobWriter::start(blobs)?,
+            entries: BTreeMap::new(),
+            total_s: started.elapsed().as_secs_f64(),
+            blob_s: 0.0,
+        })
     }
 
     fn sign(&mut self, member: usize, body: TxBody) -> Transaction {
@@ -112,7 +176,7 @@ impl RoundLedger {
 
     /// Stores `params` as a model file blob; returns its hash. Adds the time taken to `blob_s`.
     fn put_model(&mut self, params: &Params, meta: BTreeMap<String, String>) -> Result<Digest> {
-        let started = Instant::now();
+        let started = crate::wall_clock();
         let bytes = model_bytes(&self.settings.spec, params, &meta);
         let hash = Digest::of(&bytes);
         // Written by the writer thread, synced once in `finish` before the blocks that name
@@ -150,8 +214,8 @@ impl RoundLedger {
                 // The same metadata as the run's final `model.safetensors`, so that file's blake3
                 // is the last aggregate's hash.
                 let meta = BTreeMap::from([
-                    ("dainet.round".to_string(), round.to_string()),
-                    ("dainet.config_fingerprint".to_string(), self.settings.fingerprint.clone()),
+                    (ROUND_KEY.to_string(), round.to_string()),
+                    (FINGERPRINT_KEY.to_string(), self.settings.fingerprint.clone()),
                 ]);
                 let aggregate_hash = self.put_model(&params, meta)?;
                 let metrics = batch
@@ -179,8 +243,8 @@ impl RoundLedger {
     /// Records one batch of records (a round's commitments and the next round's opening) in
     /// one submission.
     pub(super) fn record(&mut self, batch: Batch) -> Result<()> {
-        let started = Instant::now();
-        let submitted_ms = self.ledger.now_ms()?;
+        let started = crate::wall_clock();
+        let submitted_ms = self.ledger.now_ms().ledger(|| "reading the ledger's clock".into())?;
         // The round whose commitments the batch carries (else the one it opens).
         let Some(main_round) = batch
             .records
@@ -200,8 +264,10 @@ impl RoundLedger {
             txs.push(tx);
         }
         let submitter = Self::coordinator(main_round);
-        let heights = self.submit(submitter, txs).with_context(|| format!("recording round {main_round}"))?;
-        let finality_ms = self.ledger.now_ms()?.saturating_sub(submitted_ms);
+        let heights =
+            self.submit(submitter, txs).map_err(|e| EngineError::ledger(format!("recording round {main_round}"), e))?;
+        let finality_ms =
+            self.ledger.now_ms().ledger(|| "reading the ledger's clock".into())?.saturating_sub(submitted_ms);
         for (round, height) in rounds.into_iter().zip(heights) {
             let entry = self.entries.entry(round).or_default();
             entry.block = entry.block.max(height);
@@ -219,11 +285,16 @@ impl RoundLedger {
     /// Has validator `v` finalize `txs`; returns the height of each one's block. A transaction
     /// the ledger rejects is an error: the recorder only writes what the rules allow.
     fn submit(&mut self, v: usize, txs: Vec<Transaction>) -> Result<Vec<u64>> {
-        let committed = self.ledger.submit(v, txs)?;
+        let committed = self.ledger.submit(v, txs).ledger(|| "submitting".into())?;
         committed
             .iter()
             .map(|c| {
-                c.height().with_context(|| format!("the ledger refused transaction {}: {:?}", c.tx_hash, c.outcome))
+                c.height().ok_or_else(|| {
+                    EngineError::ledger(
+                        "submitting",
+                        format!("the ledger refused transaction {}: {:?}", c.tx_hash, c.outcome),
+                    )
+                })
             })
             .collect()
     }
@@ -231,7 +302,7 @@ impl RoundLedger {
     fn device(&self, k: ClientId) -> Result<NodeId> {
         match self.devices.get(k.0 as usize) {
             Some(id) => Ok(*id),
-            None => bail!("client {k} has no device id (a bug)"),
+            None => Err(EngineError::ledger("recording", format!("client {k} has no device id (a bug)"))),
         }
     }
 
@@ -240,21 +311,24 @@ impl RoundLedger {
     /// `ledger.redb` as its validator stored it (the validators checked every block). Returns
     /// where each round landed and the totals.
     pub(super) fn finish(mut self) -> Result<super::Recorded> {
-        let started = Instant::now();
-        let finished = self.ledger.finish().context("stopping the ledger")?;
+        let started = crate::wall_clock();
+        let finished = self.ledger.finish().ledger(|| "stopping the ledger".into())?;
         if !finished.agree {
-            bail!("the simulated validators' chains disagree (a fork): {:?}", finished.statuses);
+            let statuses = format!("{:?}", finished.statuses);
+            return Err(EngineError::ledger("the simulated validators' chains disagree (a fork)", statuses));
         }
         let source = finished.chain;
-        let sync_started = Instant::now();
-        self.writer.finish()?.sync()?;
+        let sync_started = crate::wall_clock();
+        self.writer.finish()?.sync().ledger(|| "syncing the blobs".into())?;
         self.blob_s += sync_started.elapsed().as_secs_f64();
-        let chain = source
-            .copy_into(self.store)
-            .with_context(|| format!("writing validator {}'s blocks", finished.validator))?;
+        let writing = || format!("writing validator {}'s blocks", finished.validator);
+        let head = match self.target {
+            Target::Empty(store) => source.copy_into(store).ledger(writing)?.head(),
+            Target::Continue(mut chain) => chain.extend_from(&source).ledger(writing)?,
+        };
         self.total_s += started.elapsed().as_secs_f64();
         let totals = LedgerTotals {
-            height: chain.head().height,
+            height: head.height,
             seconds: self.total_s,
             blob_seconds: self.blob_s,
             blocking_seconds: 0.0,

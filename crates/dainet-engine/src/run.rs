@@ -3,8 +3,8 @@
 //! `simulate` and the benchmarks. Every protocol decision (privacy accounting and the budget
 //! stop included) is the coordinator's; this module only turns its outcomes into records.
 
+use crate::error::EngineError;
 use crate::plan::Plan;
-use anyhow::{bail, Result};
 use dainet_agg::strategy::Strategy;
 use dainet_core::Params;
 use dainet_ml::{evaluate, SgdConfig};
@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
+
+type Result<T> = std::result::Result<T, EngineError>;
 
 /// The metrics of one round.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,14 +149,14 @@ pub fn execute(
 /// for (ledger records, the trainers' messages).
 pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserver) -> Result<Arc<Params>> {
     let Start { params: start, first_round, server_state, dp_clip_norm } = start;
-    let mut strategy = Strategy::new(plan.strategy.clone(), plan.config.seed)?;
+    let c = &plan.settings.task;
+    let mut strategy = Strategy::new(plan.strategy.clone(), c.seed)?;
     if let Some((m, v)) = server_state {
         strategy.restore_server_state(m, v)?;
     }
     if let Some(norm) = dp_clip_norm {
         strategy.restore_dp_clip_norm(norm);
     }
-    let c = &plan.config;
     let mut coordinator = Coordinator::new(plan.rounds.clone(), strategy, start.clone(), first_round)?;
     if observer.wants_records() {
         coordinator = coordinator.recording();
@@ -176,13 +178,14 @@ pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserv
         faults: plan.faults.clone(),
         carry_momentum: c.carry_momentum,
     };
-    let mut sim = Simulator::new(federation, coordinator, NetworkModel { latency_ms: c.latency_ms });
+    let network = NetworkModel { latency_ms: plan.settings.simulation.latency_ms };
+    let mut sim = Simulator::new(federation, coordinator, network);
     if observer.wants_trainer_messages() {
         sim = sim.reporting_trainer_messages();
     }
     let mut last = Arc::new(start);
     let mut error = None;
-    let mut round_start = Instant::now();
+    let mut round_start = crate::wall_clock();
     let end = sim.run_events(|event| {
         let result = match event {
             SimEvent::Record(record) => observer.record(record),
@@ -191,7 +194,7 @@ pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserv
                 let record = round_record(plan, outcome, faults, round_start);
                 last = outcome.params.clone();
                 let result = observer.round(&record, outcome);
-                round_start = Instant::now();
+                round_start = crate::wall_clock();
                 result
             }
         };
@@ -207,19 +210,14 @@ pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserv
         return Err(e);
     }
     match end {
-        SimEnd::Finished(Finish::LastRound) => Ok(last),
-        SimEnd::Finished(Finish::PrivacyBudget { budget, would_reach }) => {
-            eprintln!(
-                "stopped: one more round would exceed the privacy budget ε = {budget} (it would reach {would_reach:.4})"
-            );
-            Ok(last)
-        }
-        SimEnd::Finished(Finish::Accounting(why)) => bail!("privacy accounting failed: {why}"),
-        SimEnd::Finished(why) => bail!("the coordinator finished: {why:?}"),
-        SimEnd::Stopped => bail!("the run was stopped"),
-        SimEnd::Stalled => {
-            bail!("the simulation stalled: no update in flight and no deadline set (a bug; please report it)")
-        }
+        // The last round's outcome says which, for observers that report it.
+        SimEnd::Finished(Finish::LastRound | Finish::PrivacyBudget { .. }) => Ok(last),
+        SimEnd::Finished(Finish::Accounting(why)) => Err(EngineError::Run(format!("privacy accounting failed: {why}"))),
+        SimEnd::Finished(why) => Err(EngineError::Run(format!("the coordinator finished: {why:?}"))),
+        SimEnd::Stopped => Err(EngineError::Run("the run was stopped".into())),
+        SimEnd::Stalled => Err(EngineError::Run(
+            "the simulation stalled: no update in flight and no deadline set (a bug; please report it)".into(),
+        )),
     }
 }
 
@@ -250,4 +248,9 @@ fn round_record(plan: &Plan, outcome: &RoundOutcome, faults: &RoundFaults, round
         dp_clip_norm: outcome.dp_clip_norm,
         ledger: None,
     }
+}
+
+/// The first round whose accuracy reaches `target`.
+pub fn rounds_to(rounds: &[RoundRecord], target: f64) -> Option<u32> {
+    rounds.iter().find(|r| r.accuracy >= target).map(|r| r.round)
 }

@@ -1,0 +1,483 @@
+//! The settings of a simulated federation, split by who owns them:
+//! - [`TaskConfig`]: what every party of the federation agrees on — the model, local training,
+//!   the rounds, the aggregation strategy, differential privacy and secure aggregation. A
+//!   networked node runs the same task.
+//! - [`SimulationConfig`]: what only the simulator has — where the virtual clients' data comes
+//!   from and how it is cut among them, the faults it injects, the network it models.
+//! - [`OutputConfig`]: where a simulation writes its run folder, and what it records there.
+//!
+//! [`Settings::validate`] checks each part and the rules that span them, without I/O; the
+//! checks that need the data come when the run is planned ([`crate::plan::plan`], which calls
+//! `validate` itself, so no caller can skip it). The names of the fields are the keys of the
+//! binary's TOML file and its flags, and a [`Settings`] serialises to those flat keys.
+
+use crate::error::EngineError;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which dataset to train on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// The 10,000 MNIST digits bundled in the binary.
+    Mnist,
+    /// Synthetic(α, β) of the FedProx paper: 30 devices, 60 features, 10 classes, one client
+    /// per device (`synthetic_alpha`, `synthetic_beta`).
+    Synthetic,
+    /// An IDX images file and an IDX labels file (`--images`, `--labels`).
+    Idx,
+    /// A CSV file (`--csv`, `--label-column`, `--client-column`).
+    Csv,
+}
+
+/// How the training examples are cut among clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionKind {
+    /// Uniformly at random, equal sizes.
+    Iid,
+    /// McMahan's pathological non-IID: sort by label, cut shards, `shards_per_client` each.
+    Shards,
+    /// Label proportions per client drawn from Dirichlet(`dirichlet_alpha`).
+    Dirichlet,
+    /// One client per distinct value of the CSV's client column.
+    Natural,
+}
+
+impl std::fmt::Display for PartitionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PartitionKind::Iid => "iid",
+            PartitionKind::Shards => "shards",
+            PartitionKind::Dirichlet => "dirichlet",
+            PartitionKind::Natural => "natural",
+        })
+    }
+}
+
+/// A Byzantine behaviour for evaluation (`--byzantine FRACTION --attack NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    /// Send the change flipped and scaled: −s·Δ (`sign_flip_scale`).
+    SignFlip,
+    /// Send Gaussian noise N(0, σ²) as the change (`noise_sigma`).
+    Gaussian,
+    /// Train on flipped labels y ↦ C − 1 − y.
+    LabelFlip,
+    /// "A Little Is Enough" (Baruch et al. 2019): μ − z·σ of the attackers' changes.
+    Alie,
+    /// Inner-product manipulation (Xie et al. 2020): −ε · the honest mean (`ipm_epsilon`).
+    Ipm,
+    /// Model-replacement backdoor (Bagdasaryan et al. 2020): a 4x4 pixel trigger.
+    Backdoor,
+}
+
+/// Who adds the differential-privacy noise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum DpNoise {
+    /// The server adds it to the sum.
+    Central,
+    /// Each client adds its share (composes with secure aggregation).
+    Distributed,
+}
+
+/// Which built-in model to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Multi-layer perceptron with ReLU hidden layers of sizes `hidden`.
+    Mlp,
+    /// Multinomial logistic regression.
+    Lr,
+    /// McMahan's CNN (images whose sides are multiples of 4).
+    Cnn,
+}
+
+/// What every party of a federation agrees on: the model, local training, the rounds, the
+/// strategy, differential privacy and secure aggregation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub model: ModelKind,
+    pub hidden: Vec<usize>,
+    pub fraction: f64,
+    pub rounds: u32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub prox_mu: f64,
+    pub carry_momentum: bool,
+    pub seed: u64,
+    pub round_timeout_ms: Option<u64>,
+    pub min_updates: u32,
+    pub strategy: String,
+    pub robust_f: Option<usize>,
+    pub multi_krum_m: Option<usize>,
+    pub trim_beta: f64,
+    pub cc_tau: f64,
+    pub cc_iterations: usize,
+    pub server_lr: f64,
+    pub server_momentum: f64,
+    pub clip_norm: Option<f64>,
+    pub bucket_size: Option<usize>,
+    pub max_update_norm: Option<f64>,
+    pub dp_noise_multiplier: Option<f64>,
+    pub dp_clip_norm: f64,
+    pub dp_adaptive_clip: bool,
+    pub dp_target_quantile: f64,
+    pub dp_clip_lr: f64,
+    pub dp_count_stddev: Option<f64>,
+    pub dp_noise: DpNoise,
+    pub dp_delta: f64,
+    pub dp_epsilon: Option<f64>,
+    pub secagg: bool,
+    pub secagg_num_shares: Option<u32>,
+    pub secagg_threshold: Option<u32>,
+    pub secagg_clipping_range: f32,
+    pub secagg_quantization_range: u32,
+}
+
+impl Default for TaskConfig {
+    /// MLP 784-200-200-10, C = 0.1, E = 1, B = 10, lr 0.05, 50 rounds, seed 1, FedAvg:
+    /// fedtask-v1's IID 2NN task (with [`SimulationConfig::default`]).
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Mlp,
+            hidden: vec![200, 200],
+            fraction: 0.1,
+            rounds: 50,
+            epochs: 1,
+            batch_size: 10,
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            prox_mu: 0.0,
+            carry_momentum: false,
+            seed: 1,
+            round_timeout_ms: Some(10_000),
+            min_updates: 1,
+            strategy: "fedavg".into(),
+            robust_f: None,
+            multi_krum_m: None,
+            trim_beta: 0.2,
+            cc_tau: 1.0,
+            cc_iterations: 3,
+            server_lr: 1.0,
+            server_momentum: 0.0,
+            clip_norm: None,
+            bucket_size: None,
+            max_update_norm: None,
+            dp_noise_multiplier: None,
+            dp_clip_norm: 1.0,
+            dp_adaptive_clip: false,
+            dp_target_quantile: 0.5,
+            dp_clip_lr: 0.2,
+            dp_count_stddev: None,
+            dp_noise: DpNoise::Central,
+            dp_delta: 1e-5,
+            dp_epsilon: None,
+            secagg: false,
+            secagg_num_shares: None,
+            secagg_threshold: None,
+            secagg_clipping_range: 1.0,
+            secagg_quantization_range: 1 << 16,
+        }
+    }
+}
+
+/// What only the simulator has: the virtual clients' data and its partition, the faults it
+/// injects, and the network it models.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulationConfig {
+    pub dataset: DatasetKind,
+    pub images: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+    pub label_column: Option<String>,
+    pub client_column: Option<String>,
+    pub test_fraction: f64,
+    pub synthetic_alpha: f64,
+    pub synthetic_beta: f64,
+    pub clients: usize,
+    pub partition: PartitionKind,
+    pub shards_per_client: usize,
+    pub dirichlet_alpha: f64,
+    pub min_partition_size: usize,
+    pub byzantine: f64,
+    pub attack: Option<AttackKind>,
+    pub sign_flip_scale: f64,
+    pub noise_sigma: f64,
+    pub ipm_epsilon: f64,
+    pub alie_z: Option<f64>,
+    pub backdoor_target: u32,
+    pub backdoor_fraction: f64,
+    pub backdoor_boost: Option<f64>,
+    pub stragglers: f64,
+    pub dropouts: f64,
+    pub dropout_after_masking: f64,
+    pub latency_ms: u64,
+}
+
+impl Default for SimulationConfig {
+    /// The bundled MNIST digits, 100 IID clients, no faults, 50 ms links.
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Mnist,
+            images: None,
+            labels: None,
+            csv: None,
+            label_column: None,
+            client_column: None,
+            test_fraction: 0.2,
+            synthetic_alpha: 1.0,
+            synthetic_beta: 1.0,
+            clients: 100,
+            partition: PartitionKind::Iid,
+            shards_per_client: 2,
+            dirichlet_alpha: 0.5,
+            min_partition_size: 10,
+            byzantine: 0.0,
+            attack: None,
+            sign_flip_scale: 10.0,
+            noise_sigma: 10.0,
+            ipm_epsilon: 0.1,
+            alie_z: None,
+            backdoor_target: 0,
+            backdoor_fraction: 0.5,
+            backdoor_boost: None,
+            stragglers: 0.0,
+            dropouts: 0.0,
+            dropout_after_masking: 0.0,
+            latency_ms: 50,
+        }
+    }
+}
+
+/// Where a simulation writes its run folder and what it records there. Nothing here changes
+/// what the run computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputConfig {
+    pub out: PathBuf,
+    pub checkpoint_every: u32,
+    pub ledger: bool,
+    /// Each trainer keeps what it sent (its updates, or its masked inputs under secure
+    /// aggregation) in its own store, OUT/clients/NAME/.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_updates: bool,
+}
+
+impl Default for OutputConfig {
+    /// `runs/simulate`, no checkpoints, a ledger, no kept updates.
+    fn default() -> Self {
+        Self { out: PathBuf::from("runs/simulate"), checkpoint_every: 0, ledger: true, keep_updates: false }
+    }
+}
+
+/// Every setting of a simulation: the task, the simulator's knobs, the output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub task: TaskConfig,
+    #[serde(flatten)]
+    pub simulation: SimulationConfig,
+    #[serde(flatten)]
+    pub output: OutputConfig,
+}
+
+fn invalid(message: String) -> Result<(), EngineError> {
+    Err(EngineError::Setting(message))
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return invalid(format!($($fmt)*));
+        }
+    };
+}
+
+impl TaskConfig {
+    /// Checks what can be checked of the task alone, without data.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        ensure!(
+            self.fraction > 0.0 && self.fraction <= 1.0,
+            "fraction = {} is outside (0, 1]: it is the share of clients sampled each round",
+            self.fraction
+        );
+        ensure!(self.batch_size > 0, "batch_size = 0: a mini-batch needs at least one example");
+        ensure!(self.epochs > 0, "epochs = 0: clients must train at least one epoch");
+        ensure!(self.rounds > 0, "rounds = 0: run at least one round");
+        for (name, v) in [("lr", self.lr), ("momentum", self.momentum), ("weight_decay", self.weight_decay)] {
+            ensure!(v.is_finite() && v >= 0.0, "{name} = {v} must be a finite, non-negative number");
+        }
+        ensure!(
+            self.prox_mu.is_finite() && self.prox_mu >= 0.0,
+            "prox_mu = {} must be a finite, non-negative number",
+            self.prox_mu
+        );
+        ensure!(self.lr != 0.0, "lr = 0: the model would never change");
+        ensure!(
+            self.model != ModelKind::Mlp || !self.hidden.contains(&0),
+            "hidden = {:?}: every hidden layer needs at least one unit",
+            self.hidden
+        );
+        ensure!(self.dp_delta > 0.0 && self.dp_delta < 1.0, "dp_delta = {} is outside (0, 1)", self.dp_delta);
+        ensure!(
+            self.dp_epsilon.is_none() || self.dp_noise_multiplier.is_some(),
+            "dp_epsilon (a privacy budget) needs differential privacy on (--dp-noise-multiplier Z)"
+        );
+        if let Some(budget) = self.dp_epsilon {
+            ensure!(budget.is_finite() && budget > 0.0, "dp_epsilon = {budget} must be a positive number");
+        }
+        ensure!(
+            !self.carry_momentum || self.momentum != 0.0,
+            "carry_momentum needs client momentum (--momentum, e.g. 0.9)"
+        );
+        ensure!(
+            self.strategy != "fedprox" || self.prox_mu != 0.0,
+            "strategy = fedprox needs a proximal term (--prox-mu, e.g. 0.01); with 0 it is fedavg"
+        );
+        Ok(())
+    }
+
+    /// Clients sampled per round of `num_clients`: `max(1, round(C·K))`, as in McMahan et al.
+    pub fn clients_per_round(&self, num_clients: usize) -> u32 {
+        ((self.fraction * num_clients as f64).round() as u32).clamp(1, num_clients.max(1) as u32)
+    }
+}
+
+impl SimulationConfig {
+    /// Checks what can be checked of the simulator's knobs alone, without data.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        ensure!(
+            self.test_fraction > 0.0 && self.test_fraction < 1.0,
+            "test_fraction = {} is outside (0, 1)",
+            self.test_fraction
+        );
+        ensure!(
+            self.clients > 0 || self.partition == PartitionKind::Natural,
+            "clients = 0: a federation needs at least one client"
+        );
+        match self.dataset {
+            DatasetKind::Idx if self.images.is_none() || self.labels.is_none() => {
+                return invalid("dataset = idx needs both images and labels (--images FILE --labels FILE)".into())
+            }
+            DatasetKind::Csv if self.csv.is_none() => return invalid("dataset = csv needs a file (--csv FILE)".into()),
+            _ => {}
+        }
+        for (name, v) in [
+            ("byzantine", self.byzantine),
+            ("stragglers", self.stragglers),
+            ("dropouts", self.dropouts),
+            ("dropout_after_masking", self.dropout_after_masking),
+        ] {
+            ensure!((0.0..=1.0).contains(&v), "{name} = {v} is outside [0, 1]: it is a fraction of the clients");
+        }
+        ensure!(
+            self.byzantine == 0.0 || self.attack.is_some(),
+            "byzantine = {} needs an attack (--attack sign-flip|gaussian|label-flip|alie|ipm|backdoor)",
+            self.byzantine
+        );
+        ensure!(
+            self.attack.is_none() || self.byzantine > 0.0,
+            "attack needs Byzantine clients (--byzantine FRACTION, e.g. 0.2)"
+        );
+        ensure!(
+            self.backdoor_fraction > 0.0 && self.backdoor_fraction <= 1.0,
+            "backdoor_fraction = {} is outside (0, 1]",
+            self.backdoor_fraction
+        );
+        ensure!(
+            self.partition != PartitionKind::Natural
+                || self.client_column.is_some()
+                || self.dataset == DatasetKind::Synthetic,
+            "partition = natural needs a CSV client column (--dataset csv --client-column NAME)"
+        );
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Checks each part and the rules that span them: what can be checked without data.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        self.task.validate()?;
+        self.simulation.validate()?;
+        ensure!(
+            self.simulation.dropouts == 0.0 || self.task.round_timeout_ms.is_some(),
+            "dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever"
+        );
+        ensure!(
+            self.simulation.dropout_after_masking == 0.0 || self.task.secagg,
+            "dropout_after_masking needs secure aggregation (--secagg true)"
+        );
+        Ok(())
+    }
+
+    /// A fingerprint of every setting that changes the trained model (the task but its number
+    /// of rounds, and the simulation), so a checkpoint is only resumed under the run that
+    /// wrote it. The output settings change nothing the run computes.
+    pub fn fingerprint(&self) -> String {
+        let task = TaskConfig { rounds: 0, ..self.task.clone() };
+        let text = serde_json::to_string(&(task, &self.simulation)).unwrap_or_default();
+        // FNV-1a, 64 bits: stable across platforms and Rust versions.
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        format!("{hash:016x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_values_are_errors_naming_the_key() {
+        let cases: [(Box<dyn Fn(&mut Settings)>, &str); 6] = [
+            (Box::new(|s| s.task.batch_size = 0), "batch_size"),
+            (Box::new(|s| s.task.fraction = 0.0), "fraction"),
+            (Box::new(|s| s.task.fraction = 1.5), "fraction"),
+            (Box::new(|s| s.task.lr = f64::NAN), "lr"),
+            (Box::new(|s| s.simulation.dataset = DatasetKind::Csv), "csv"),
+            (Box::new(|s| s.simulation.dropout_after_masking = 0.5), "dropout_after_masking"),
+        ];
+        for (change, key) in cases {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let e = settings.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn fingerprint_ignores_rounds_and_output_only() {
+        let a = Settings::default();
+        let mut b = a.clone();
+        b.task.rounds = 3;
+        b.output = OutputConfig { out: "x".into(), checkpoint_every: 2, ledger: false, keep_updates: true };
+        let mut c = a.clone();
+        c.task.lr = 0.1;
+        let mut d = a.clone();
+        d.simulation.latency_ms = 10;
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_ne!(a.fingerprint(), d.fingerprint());
+    }
+
+    #[test]
+    fn settings_serialise_to_the_flat_keys_of_the_config_file() {
+        let json = serde_json::to_value(Settings::default()).unwrap();
+        for key in ["rounds", "dataset", "out", "latency_ms", "secagg"] {
+            assert!(json.get(key).is_some(), "no {key} in {json}");
+        }
+        let back: Settings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Settings::default());
+    }
+}
