@@ -231,9 +231,12 @@ fn resume_continues_only_its_own_run_and_marks_the_ledger_it_does_not_extend() {
     assert!(dainet(&["simulate", "--out", s(other.path()), "--rounds", "2", "--seed", "2"]).status.success());
     let o = dainet(&["simulate", "--out", s(other.path()), "--rounds", "3", "--resume", s(&checkpoint)]);
     assert_clean_error(&o, "a run with other settings");
-    // In its own folder it continues; the ledger there holds only rounds 1 and 2 and says so.
+    // In its own folder it continues; the ledger there went past the checkpoint (it holds rounds
+    // 1 and 2), so it is not continued, and says so.
     let o = dainet(&["simulate", "--out", s(dir.path()), "--rounds", "3", "--resume", s(&checkpoint)]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("records rounds up to 2, the checkpoint is at round 1"), "{stderr}");
     assert_eq!(report(dir.path())["status"], "finished");
     let verify = dainet(&["ledger", "verify", s(&dir.path().join("ledger"))]);
     assert_eq!(verify.status.code(), Some(1));
