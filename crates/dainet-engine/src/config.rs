@@ -439,13 +439,14 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_errors_naming_the_key() {
-        let cases: [(Box<dyn Fn(&mut Settings)>, &str); 6] = [
-            (Box::new(|s| s.task.batch_size = 0), "batch_size"),
-            (Box::new(|s| s.task.fraction = 0.0), "fraction"),
-            (Box::new(|s| s.task.fraction = 1.5), "fraction"),
-            (Box::new(|s| s.task.lr = f64::NAN), "lr"),
-            (Box::new(|s| s.simulation.dataset = DatasetKind::Csv), "csv"),
-            (Box::new(|s| s.simulation.dropout_after_masking = 0.5), "dropout_after_masking"),
+        type Change = fn(&mut Settings);
+        let cases: [(Change, &str); 6] = [
+            (|s| s.task.batch_size = 0, "batch_size"),
+            (|s| s.task.fraction = 0.0, "fraction"),
+            (|s| s.task.fraction = 1.5, "fraction"),
+            (|s| s.task.lr = f64::NAN, "lr"),
+            (|s| s.simulation.dataset = DatasetKind::Csv, "csv"),
+            (|s| s.simulation.dropout_after_masking = 0.5, "dropout_after_masking"),
         ];
         for (change, key) in cases {
             let mut settings = Settings::default();

@@ -1,4 +1,4 @@
-//! Run a federation: [`config`] (the settings, split by who owns them) → [`plan`] (data, model,
+//! Run a federation: [`config`] (the settings, split by who owns them) → [`plan`](mod@plan) (data, model,
 //! partition, strategy, the round protocol's settings, every check) → [`run`] (the rounds,
 //! driven by the simulator over the sans-IO coordinator and trainers) → [`record`] (the
 //! coordinator's ledger records finalized by simulated validators, and each trainer's own

@@ -1,7 +1,7 @@
 //! Recording a simulation in the ledger: the coordinator's ledger records (each round's
 //! opening, every accepted update's commitment, the aggregate with the round's metrics, the
 //! privacy spent), finalized by [`VALIDATORS`] simulated validators and written to the run's
-//! `ledger/` folder with the aggregates the commitments name (the mapping: [`round`]).
+//! `ledger/` folder with the aggregates the commitments name (the mapping: `record/round.rs`).
 //!
 //! The recording runs beside training, not inside it. The recorder collects records as the
 //! coordinator emits them and hands them to a recording thread in batches, each cut just after
