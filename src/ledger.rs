@@ -11,16 +11,14 @@ use anyhow::{bail, Context, Result};
 use dainet_engine::record::kept_commitments;
 use dainet_ledger::block::Block;
 use dainet_ledger::chain::Chain;
+use dainet_ledger::export::ExportError;
 use dainet_ledger::folder::{is_unfinished, LedgerDir, UNFINISHED_FILE};
-use dainet_ledger::genesis::Genesis;
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::NodeId;
 use dainet_ledger::state::State;
 use dainet_ledger::store::{BlockStore, RedbStore};
 use dainet_ledger::tx::{Metric, Transaction, TxBody};
 use dainet_ledger::verify::verify_with_updates;
-use serde::Serialize;
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -664,88 +662,21 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
 // ---------------------------------------------------------------------------------------------
 // export
 
-/// The export document. Field order is the declaration order; body objects have sorted keys.
-#[derive(Serialize)]
-struct Export {
-    format: &'static str,
-    format_version: u32,
-    genesis: GenesisJson,
-    tip: Option<TipJson>,
-    blocks: Vec<BlockJson>,
-}
-
-#[derive(Serialize)]
-struct GenesisJson {
-    hash: String,
-    chain_id: String,
-    timestamp_ms: u64,
-    founders: Vec<Value>,
-}
-
-#[derive(Serialize)]
-struct TipJson {
-    height: u64,
-    hash: String,
-}
-
-#[derive(Serialize)]
-struct BlockJson {
-    height: u64,
-    hash: String,
-    prev_hash: String,
-    tx_root: String,
-    state_root: String,
-    timestamp_ms: u64,
-    txs: Vec<TxJson>,
-}
-
-#[derive(Serialize)]
-struct TxJson {
-    index: usize,
-    hash: String,
-    kind: &'static str,
-    signer: String,
-    nonce: u64,
-    signature: String,
-    body: Value,
-}
-
 fn export(args: ExportArgs) -> Result<()> {
     let ledger = LedgerDir::open_read_only(&args.dir)?;
-    let store = ledger.store();
     let dir = args.dir.display();
-    let bytes = store.genesis()?.with_context(|| format!("{dir}: the store holds no genesis"))?;
-    let genesis = Genesis::decode(&bytes).with_context(|| format!("{dir}: the genesis does not decode"))?;
-    let mut blocks = Vec::new();
-    for height in store.heights()? {
-        let bytes = store.block(height)?.with_context(|| format!("{dir}: block {height} vanished while reading"))?;
-        let block = Block::decode(&bytes).with_context(|| {
-            format!("{dir}: block {height} does not decode; `dainet ledger verify {dir}` lists every problem")
-        })?;
-        blocks.push(block_json(&block));
-    }
-    let doc = Export {
-        format: "dainet-ledger-export",
-        format_version: 1,
-        genesis: GenesisJson {
-            hash: genesis.hash().to_string(),
-            chain_id: genesis.chain_id.0.to_string(),
-            timestamp_ms: genesis.timestamp_ms,
-            founders: genesis
-                .founders
-                .iter()
-                .map(|f| json!({"id": f.id.to_string(), "name": f.name, "validator": f.validator}))
-                .collect(),
-        },
-        tip: store.tip()?.map(|t| TipJson { height: t.height, hash: t.hash.to_string() }),
-        blocks,
-    };
+    let doc = dainet_ledger::export::export(ledger.store()).map_err(|e| match e {
+        e @ ExportError::Block { .. } => {
+            anyhow::anyhow!("{dir}: {e}; `dainet ledger verify {dir}` lists every problem")
+        }
+        e => anyhow::anyhow!("{dir}: {e}"),
+    })?;
     let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
     match &args.out {
         Some(path) => {
             std::fs::write(path, &text).with_context(|| format!("{}: cannot write", path.display()))?;
-            eprintln!("wrote {} blocks of {dir} to {}", doc.blocks.len(), path.display());
+            eprintln!("wrote {} blocks of {dir} to {}", doc.block_count(), path.display());
         }
         None => {
             let mut stdout = std::io::stdout().lock();
@@ -754,76 +685,4 @@ fn export(args: ExportArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn block_json(block: &Block) -> BlockJson {
-    BlockJson {
-        height: block.height,
-        hash: block.hash().to_string(),
-        prev_hash: block.prev_hash.to_string(),
-        tx_root: block.tx_root.to_string(),
-        state_root: block.state_root.to_string(),
-        timestamp_ms: block.timestamp_ms,
-        txs: block
-            .txs
-            .iter()
-            .enumerate()
-            .map(|(index, tx)| TxJson {
-                index,
-                hash: tx.hash().to_string(),
-                kind: tx.body.kind(),
-                signer: tx.signer.to_string(),
-                nonce: tx.nonce,
-                signature: tx.signature.to_string(),
-                body: body_json(&tx.body),
-            })
-            .collect(),
-    }
-}
-
-/// A body's fields: hashes and ids as hex, `f64` bit fields both as the number and as the raw
-/// bits (`NAME` and `NAME_bits`; a non-finite number is `null`).
-fn body_json(body: &TxBody) -> Value {
-    let ids = |v: &[NodeId]| v.iter().map(NodeId::to_string).collect::<Vec<_>>();
-    match body {
-        TxBody::RegisterMember { member, name, validator } => {
-            json!({"member": member.to_string(), "name": name, "validator": validator})
-        }
-        TxBody::RegisterDevice { device, member } => {
-            json!({"device": device.to_string(), "member": member.to_string()})
-        }
-        TxBody::DeployPolicy { code_hash } => json!({"code_hash": code_hash.to_string()}),
-        TxBody::OpenRound { round, task, participants, strategy, deadline_ms } => json!({
-            "round": round, "task": task, "participants": ids(participants), "strategy": strategy,
-            "deadline_ms": deadline_ms,
-        }),
-        TxBody::CommitUpdate { round, node, update_hash, examples, norm_bits } => json!({
-            "round": round, "node": node.to_string(), "update_hash": update_hash.to_string(),
-            "examples": examples, "norm": f64::from_bits(*norm_bits), "norm_bits": norm_bits,
-        }),
-        TxBody::CommitAggregate { round, aggregate_hash, participants, metrics } => json!({
-            "round": round, "aggregate_hash": aggregate_hash.to_string(), "participants": ids(participants),
-            "metrics": metrics
-                .iter()
-                .map(|m| json!({"name": m.name, "value": m.value(), "value_bits": m.value_bits}))
-                .collect::<Vec<_>>(),
-        }),
-        TxBody::Contribution { round, node, score } => {
-            json!({"round": round, "node": node.to_string(), "score": score})
-        }
-        TxBody::Reward { node, amount } => json!({"node": node.to_string(), "amount": amount}),
-        TxBody::DataUse { dataset_id, purpose, consent_ref } => {
-            json!({"dataset_id": dataset_id, "purpose": purpose, "consent_ref": consent_ref})
-        }
-        TxBody::PrivacySpend { round, epsilon_bits, delta_bits } => json!({
-            "round": round,
-            "epsilon": f64::from_bits(*epsilon_bits), "epsilon_bits": epsilon_bits,
-            "delta": f64::from_bits(*delta_bits), "delta_bits": delta_bits,
-        }),
-        TxBody::Evidence { kind, node, detail_hash } => json!({
-            "kind": format!("{kind:?}"), "node": node.to_string(), "detail_hash": detail_hash.to_string(),
-        }),
-        // `TxBody` may gain kinds; `kind` still names them.
-        _ => json!({}),
-    }
 }

@@ -22,6 +22,7 @@
 //! - [`round_record`]: what the ledger requires of a round's records (its deadline).
 //! - [`blob`]: the content-addressed store the commitments point into.
 //! - [`verify`]: audits a stored ledger and its blobs and lists every problem.
+//! - [`export`]: the `dainet-ledger-export` JSON document of a stored ledger.
 //! - [`folder`]: the on-disk layout, `DIR/ledger.redb` and `DIR/blobs/`, that the CLI, the
 //!   simulator and nodes share.
 //!
@@ -120,6 +121,7 @@ pub mod blob;
 pub mod block;
 pub mod chain;
 pub mod codec;
+pub mod export;
 pub mod folder;
 pub mod genesis;
 pub mod hash;

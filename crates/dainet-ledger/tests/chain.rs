@@ -375,3 +375,20 @@ fn extend_from_appends_a_continuation_and_refuses_other_chains() {
         assert_eq!(reopened.store().block(h).unwrap(), longer.store().block(h).unwrap(), "block {h}");
     }
 }
+
+#[test]
+fn export_lists_the_genesis_and_every_block_and_names_what_it_cannot_read() {
+    let (_, chain, _) = chain_with_rounds(2);
+    let doc = dainet_ledger::export::export(chain.store()).unwrap();
+    assert_eq!(doc.block_count() as u64, chain.head().height + 1);
+    let json = serde_json::to_value(&doc).unwrap();
+    assert_eq!(json["format"], "dainet-ledger-export");
+    assert_eq!(json["tip"]["hash"], chain.head().hash.to_string());
+    assert_eq!(json["genesis"]["hash"], chain.genesis().hash().to_string());
+    // The same store gives the same bytes.
+    let again = serde_json::to_string(&dainet_ledger::export::export(chain.store()).unwrap()).unwrap();
+    assert_eq!(serde_json::to_string(&doc).unwrap(), again);
+    // A store without a genesis says so.
+    let empty = dainet_ledger::export::export(&MemStore::new()).map(|_| ()).unwrap_err();
+    assert!(matches!(empty, dainet_ledger::export::ExportError::NoGenesis), "{empty}");
+}
