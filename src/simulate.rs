@@ -70,9 +70,9 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         eprintln!(
             "ledger: {} blocks; {:.3} s of recording beside training, of which {:.3} s made training wait \
              ({:.1}% of the round time)",
-            ledger.height,
-            ledger.seconds,
-            ledger.blocking_seconds,
+            ledger.totals.height,
+            ledger.totals.seconds,
+            ledger.totals.blocking_seconds,
             100.0 * ledger.share_of_round_time,
         );
     }

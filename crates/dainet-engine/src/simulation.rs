@@ -19,9 +19,11 @@
 use crate::checkpoint::{resume_point, save_checkpoint, History, ResumePoint, FINGERPRINT_KEY, ROUND_KEY};
 use crate::error::EngineError;
 use crate::plan::Plan;
-use crate::record::{continues, execute_recorded, finish_folder, KeptUpdates, LedgerStart, LedgerTotals, VALIDATORS};
+use crate::record::{
+    check_replaceable, continues, execute_recorded, finish_folder, KeptUpdates, LedgerStart, LedgerTotals, VALIDATORS,
+};
 use crate::run::{LedgerEntry, RoundRecord, Start};
-use dainet_ledger::folder::{is_unfinished, mark_unfinished, LedgerDir};
+use dainet_ledger::folder::mark_unfinished;
 use dainet_ml::model_file::save_model;
 use dainet_protocol::RoundOutcome;
 use serde::Serialize;
@@ -311,13 +313,7 @@ fn prepare_folder(out: &Path, overwrite: bool, resume: bool, fingerprint: &str) 
             present.join(", ")
         ));
     }
-    // A ledger folder, or what a killed run left of one (only its mark), may go; nothing else.
-    if ledger.exists() && !is_unfinished(&ledger) && LedgerDir::open_read_only(&ledger).is_err() {
-        return Err(EngineError::Folder {
-            path: ledger,
-            reason: "exists and is not a ledger folder; move it away or pass --no-ledger".into(),
-        });
-    }
+    check_replaceable(&ledger)?;
     for name in present {
         let path = out.join(name);
         let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
@@ -332,15 +328,10 @@ pub struct LedgerSummary {
     /// The folder, relative to the run's folder.
     pub dir: &'static str,
     pub validators: usize,
-    /// The last block's height.
-    pub height: u64,
-    /// Wall seconds the recording thread worked beside training (blobs, signing, consensus,
-    /// writing the store).
-    pub seconds: f64,
-    /// Of which storing the model blobs (encoding, hashing, writing, syncing).
-    pub blob_seconds: f64,
-    /// Wall seconds the training loop waited for the ledger (start, hand-overs, the end).
-    pub blocking_seconds: f64,
+    /// The height, the recording thread's seconds (of which blobs) and the seconds training
+    /// waited for the ledger (start, hand-overs, the end).
+    #[serde(flatten)]
+    pub totals: LedgerTotals,
     /// `blocking_seconds` over the rounds' time plus `blocking_seconds`: what the ledger added
     /// to the run's critical path. The CPU the recording thread takes from training shows in the
     /// rounds' own time; `dainet bench ledger-share` measures the whole cost against
@@ -362,10 +353,7 @@ fn ledger_summary(
     LedgerSummary {
         dir: "ledger",
         validators: VALIDATORS,
-        height: totals.height,
-        seconds: totals.seconds,
-        blob_seconds: totals.blob_seconds,
-        blocking_seconds: blocking,
+        totals,
         share_of_round_time: if blocking + rounds_s > 0.0 { blocking / (blocking + rounds_s) } else { 0.0 },
     }
 }

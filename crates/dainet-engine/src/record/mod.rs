@@ -62,7 +62,7 @@ impl<T, E: std::fmt::Display> LedgerContext<T> for std::result::Result<T, E> {
 pub const VALIDATORS: usize = 4;
 
 /// What a finished ledger recording amounted to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct LedgerTotals {
     /// The last block's height.
     pub height: u64,
@@ -135,6 +135,18 @@ pub fn continues(dir: &Path, seed: u64, round: u32) -> std::result::Result<(), S
     round::check_continues(&chain, seed, round)
 }
 
+/// Refuses to let a run replace `dir` unless it is a ledger folder or what a killed run left of
+/// one (only its unfinished mark): a run replaces what a previous run wrote, never anything else.
+pub fn check_replaceable(dir: &Path) -> Result<()> {
+    if dir.exists() && !is_unfinished(dir) && LedgerDir::open_read_only(dir).is_err() {
+        return Err(EngineError::Folder {
+            path: dir.to_path_buf(),
+            reason: "exists and is not a ledger folder; move it away or pass --no-ledger".into(),
+        });
+    }
+    Ok(())
+}
+
 impl LedgerRecorder {
     /// Batches handed over and not yet recorded, at most.
     pub const IN_FLIGHT: usize = 2;
@@ -146,13 +158,7 @@ impl LedgerRecorder {
     pub fn start(dir: &Path, plan: &Plan, from: LedgerStart) -> Result<Self> {
         let started = crate::wall_clock();
         if from == LedgerStart::Fresh && dir.exists() {
-            // Replace only what a previous run wrote: a ledger folder, never anything else.
-            if LedgerDir::open(dir).is_err() && !is_unfinished(dir) {
-                return Err(EngineError::Folder {
-                    path: dir.to_path_buf(),
-                    reason: "exists and is not a ledger folder; move it away or pass --no-ledger".into(),
-                });
-            }
+            check_replaceable(dir)?;
             std::fs::remove_dir_all(dir).map_err(EngineError::io(dir, "cannot replace the previous run's ledger"))?;
         }
         // Marked first, so a folder this run left at any point says the run did not finish
@@ -181,10 +187,7 @@ impl LedgerRecorder {
         let thread = std::thread::Builder::new()
             .name("dainet-ledger-recorder".into())
             .spawn(move || {
-                let mut ledger = match from {
-                    LedgerStart::Fresh => RoundLedger::start(settings, store, blobs)?,
-                    LedgerStart::After(round) => RoundLedger::resume(settings, store, blobs, round)?,
-                };
+                let mut ledger = RoundLedger::start(settings, store, blobs, from)?;
                 for batch in batches {
                     ledger.record(batch)?;
                 }

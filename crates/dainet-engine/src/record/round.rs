@@ -15,7 +15,7 @@
 //! bytes. They are simulation keys: anyone who knows the seed can sign with them.
 
 use super::blobs::BlobWriter;
-use super::{Batch, LedgerTotals, RecorderSettings, VALIDATORS};
+use super::{Batch, LedgerStart, LedgerTotals, RecorderSettings, VALIDATORS};
 use super::{LedgerContext, Result};
 use crate::checkpoint::{FINGERPRINT_KEY, ROUND_KEY};
 use crate::error::EngineError;
@@ -103,70 +103,66 @@ fn derived_key(seed: u64, role: &str, index: u64) -> Keypair {
 }
 
 impl RoundLedger {
-    /// Starts [`VALIDATORS`] simulated validators on a genesis derived from the seed and
-    /// registers the clients' devices, writing into the empty `store` and `blobs`.
-    pub(super) fn start(settings: RecorderSettings, store: RedbStore, blobs: DirBlobs) -> Result<Self> {
+    /// Starts [`VALIDATORS`] simulated validators writing into `store` and `blobs`: on a genesis
+    /// derived from the seed, registering the clients' devices, if `from` is fresh; or, for a run
+    /// resumed after `round`, on the chain the interrupted run stored (recorded up to `round`,
+    /// see [`check_continues`]), the members' nonces going on from the chain's.
+    pub(super) fn start(
+        settings: RecorderSettings,
+        store: RedbStore,
+        blobs: DirBlobs,
+        from: LedgerStart,
+    ) -> Result<Self> {
         let started = crate::wall_clock();
         let (members, devices, genesis) = identities(settings.seed, settings.clients);
-        let chain_id = genesis.chain_id;
         let config = SimulatedLedgerConfig { seed: settings.seed, ..SimulatedLedgerConfig::default() };
-        let ledger =
-            SimulatedLedger::start(genesis, members.clone(), config).ledger(|| "starting the ledger".into())?;
-        let mut recorder = Self {
-            settings,
-            ledger,
-            members,
-            devices,
-            chain_id,
-            nonces: vec![0; VALIDATORS],
-            target: Target::Empty(store),
-            writer: BlobWriter::start(blobs)?,
-            entries: BTreeMap::new(),
-            total_s: 0.0,
-            blob_s: 0.0,
+        let (ledger, nonces, target) = match from {
+            LedgerStart::Fresh => {
+                let ledger = SimulatedLedger::start(genesis.clone(), members.clone(), config)
+                    .ledger(|| "starting the ledger".into())?;
+                (ledger, vec![0; VALIDATORS], Target::Empty(store))
+            }
+            LedgerStart::After(round) => {
+                let chain = Chain::open(store).ledger(|| "opening the interrupted run's ledger".into())?;
+                check_continues(&chain, settings.seed, round)
+                    .map_err(|why| EngineError::ledger("continuing the interrupted run's ledger", why))?;
+                // The next transaction of a signer carries its next nonce; `sign` increments first.
+                let nonces = members.iter().map(|m| chain.state().next_nonce(&m.node_id()).saturating_sub(1)).collect();
+                let ledger = SimulatedLedger::resume(&chain, members.clone(), config)
+                    .ledger(|| "restarting the validators".into())?;
+                (ledger, nonces, Target::Continue(Box::new(chain)))
+            }
         };
-        // Every member registers its devices (client k belongs to member k mod V), all in one
-        // submission: any validator's block may carry them.
-        let registrations: Vec<Transaction> = (0..recorder.devices.len())
-            .map(|k| {
-                let member = k % VALIDATORS;
-                let body =
-                    TxBody::RegisterDevice { device: recorder.devices[k], member: recorder.members[member].node_id() };
-                recorder.sign(member, body)
-            })
-            .collect();
-        recorder.submit(0, registrations).map_err(|e| EngineError::ledger("registering the clients' devices", e))?;
-        recorder.total_s += started.elapsed().as_secs_f64();
-        Ok(recorder)
-    }
-
-    /// Continues the chain an interrupted run stored in `store` (recorded up to `round`, see
-    /// [`check_continues`]): the validators restart on copies of it, the members' nonces go on
-    /// from the chain's, the devices are registered already.
-    pub(super) fn resume(settings: RecorderSettings, store: RedbStore, blobs: DirBlobs, round: u32) -> Result<Self> {
-        let started = crate::wall_clock();
-        let chain = Chain::open(store).ledger(|| "opening the interrupted run's ledger".into())?;
-        check_continues(&chain, settings.seed, round)
-            .map_err(|why| EngineError::ledger("continuing the interrupted run's ledger", why))?;
-        let (members, devices, genesis) = identities(settings.seed, settings.clients);
-        // The next transaction of a signer carries its next nonce; `sign` increments first.
-        let nonces = members.iter().map(|m| chain.state().next_nonce(&m.node_id()).saturating_sub(1)).collect();
-        let config = SimulatedLedgerConfig { seed: settings.seed, ..SimulatedLedgerConfig::default() };
-        let ledger =
-            SimulatedLedger::resume(&chain, members.clone(), config).ledger(|| "restarting the validators".into())?;
-        Ok(Self {
+        let mut recorder = Self {
             settings,
             ledger,
             members,
             devices,
             chain_id: genesis.chain_id,
             nonces,
-            target: Target::Continue(Box::new(chain)),
+            target,
             writer: BlobWriter::start(blobs)?,
             entries: BTreeMap::new(),
-            total_s: started.elapsed().as_secs_f64(),
+            total_s: 0.0,
             blob_s: 0.0,
-        })
+        };
+        if from == LedgerStart::Fresh {
+            // Every member registers its devices (client k belongs to member k mod V), all in one
+            // submission: any validator's block may carry them.
+            let registrations: Vec<Transaction> = (0..recorder.devices.len())
+                .map(|k| {
+                    let member = k % VALIDATORS;
+                    let device = recorder.devices[k];
+                    let body = TxBody::RegisterDevice { device, member: recorder.members[member].node_id() };
+                    recorder.sign(member, body)
+                })
+                .collect();
+            recorder
+                .submit(0, registrations)
+                .map_err(|e| EngineError::ledger("registering the clients' devices", e))?;
+        }
+        recorder.total_s += started.elapsed().as_secs_f64();
+        Ok(recorder)
     }
 
     fn sign(&mut self, member: usize, body: TxBody) -> Transaction {
