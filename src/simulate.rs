@@ -6,7 +6,7 @@ use crate::config::{resolve, ConfigPatch};
 use crate::plot::{line_chart, Series};
 use anyhow::Result;
 use dainet_engine::checkpoint::History;
-use dainet_engine::record::VALIDATORS;
+use dainet_engine::record::{LedgerStart, VALIDATORS};
 use dainet_engine::simulation::LedgerPlan;
 use dainet_engine::{plan, EngineError, RoundRecord, Simulation, SimulationProgress};
 use dainet_protocol::{Finish, RoundOutcome};
@@ -49,10 +49,10 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let ledger = out.join("ledger");
     match simulation.ledger() {
         LedgerPlan::Off => {}
-        LedgerPlan::Fresh => {
+        LedgerPlan::Record(LedgerStart::Fresh) => {
             eprintln!("ledger: {VALIDATORS} simulated validators, recording to {}", ledger.display())
         }
-        LedgerPlan::Continue { after_round } => eprintln!(
+        LedgerPlan::Record(LedgerStart::After(after_round)) => eprintln!(
             "ledger: {VALIDATORS} simulated validators, continuing {} after round {after_round}",
             ledger.display()
         ),

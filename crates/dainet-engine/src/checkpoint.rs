@@ -32,17 +32,20 @@ pub(crate) const FINGERPRINT_KEY: &str = "dainet.config_fingerprint";
 const HISTORY_KEY: &str = "dainet.history";
 const DP_CLIP_KEY: &str = "dainet.dp_clip_norm";
 
+/// The metadata of a model file of `round` (the final model, each recorded aggregate): the same
+/// in both, so `model.safetensors`'s blake3 is the last aggregate's hash.
+pub fn model_meta(round: u32, fingerprint: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(ROUND_KEY.to_string(), round.to_string()), (FINGERPRINT_KEY.to_string(), fingerprint.to_string())])
+}
+
 /// Writes the checkpoint of the round `outcome` closed into `OUT/checkpoints/`; returns its path.
 pub fn save_checkpoint(plan: &Plan, history: &History, outcome: &RoundOutcome) -> Result<PathBuf> {
     let dir = plan.settings.output.out.join("checkpoints");
     std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir, "cannot create"))?;
     let history =
         serde_json::to_string(history).map_err(|e| EngineError::Run(format!("cannot encode the history: {e}")))?;
-    let mut meta = BTreeMap::from([
-        (ROUND_KEY.to_string(), outcome.round.to_string()),
-        (FINGERPRINT_KEY.to_string(), plan.settings.fingerprint()),
-        (HISTORY_KEY.to_string(), history),
-    ]);
+    let mut meta = model_meta(outcome.round, &plan.fingerprint);
+    meta.insert(HISTORY_KEY.to_string(), history);
     if let Some(norm) = outcome.dp_clip_norm {
         // Written exactly (shortest round-trip form), so a resume continues the same run.
         meta.insert(DP_CLIP_KEY.to_string(), format!("{norm:?}"));
@@ -75,7 +78,7 @@ pub fn resume_point(plan: &Plan, path: &Path) -> Result<ResumePoint> {
     let get =
         |key: &str| file.metadata.get(key).ok_or_else(|| refuse(format!("not a checkpoint (no {key:?} metadata)")));
     let round: u32 = get(ROUND_KEY)?.parse().map_err(|e| refuse(format!("bad {ROUND_KEY:?}: {e}")))?;
-    if get(FINGERPRINT_KEY)? != &plan.settings.fingerprint() {
+    if get(FINGERPRINT_KEY)? != &plan.fingerprint {
         return Err(refuse(
             "this checkpoint was written with other settings; resume with the settings of the run that wrote it \
              (only --rounds, --out and --checkpoint-every may change)"

@@ -25,6 +25,9 @@ const MNIST_LABELS: &[u8] = include_bytes!("../../../data/mnist/mnist10k-labels-
 /// A run ready to execute.
 pub struct Plan {
     pub settings: Settings,
+    /// [`Settings::fingerprint`], computed once: in checkpoints, the report and the model's and
+    /// aggregates' metadata.
+    pub fingerprint: String,
     pub train: Dataset,
     pub test: Dataset,
     pub model: Box<dyn Model>,
@@ -154,7 +157,20 @@ pub fn plan(settings: Settings) -> Result<Plan> {
     // Every check the protocol makes, before any output: round sizes, the strategy's minimum,
     // secure aggregation, a privacy budget that cannot cover even the first round.
     rounds.validate(&strategy, 1)?;
-    Ok(Plan { settings, train, test, model, partition, client_names, strategy, faults, triggered_test, rounds })
+    let fingerprint = settings.fingerprint();
+    Ok(Plan {
+        settings,
+        fingerprint,
+        train,
+        test,
+        model,
+        partition,
+        client_names,
+        strategy,
+        faults,
+        triggered_test,
+        rounds,
+    })
 }
 
 /// The round protocol's settings for `task` over `partition`.
@@ -285,6 +301,18 @@ impl Plan {
     /// Examples per class held by each client.
     pub fn label_counts(&self) -> Vec<Vec<usize>> {
         self.partition.label_counts(self.train.labels(), self.train.num_classes())
+    }
+
+    /// Client `k`'s name: its natural name (a CSV's client column, a synthetic device), else
+    /// `client-K` zero-padded to the number of clients.
+    pub fn client_name(&self, k: usize) -> String {
+        match &self.client_names {
+            Some(names) => names[k].clone(),
+            None => {
+                let width = self.partition.num_clients().saturating_sub(1).to_string().len();
+                format!("client-{k:0width$}")
+            }
+        }
     }
 
     /// Evaluates `params` on the test set.

@@ -16,7 +16,7 @@
 //!   checkpoint, the ledger up to that round and an `interrupted` report; resuming it gives
 //!   the uninterrupted run's model and metrics, and continues its ledger ([`LedgerPlan`]).
 
-use crate::checkpoint::{resume_point, save_checkpoint, History, ResumePoint, FINGERPRINT_KEY, ROUND_KEY};
+use crate::checkpoint::{model_meta, resume_point, save_checkpoint, History, ResumePoint};
 use crate::error::EngineError;
 use crate::plan::Plan;
 use crate::record::{
@@ -68,10 +68,9 @@ pub struct Simulation {
 pub enum LedgerPlan {
     /// Not asked for (`--no-ledger`).
     Off,
-    /// A fresh ledger in the run folder.
-    Fresh,
-    /// The interrupted run's ledger, continued after the checkpoint's round.
-    Continue { after_round: u32 },
+    /// Recorded: a fresh ledger in the run folder, or the interrupted run's continued after the
+    /// checkpoint's round.
+    Record(LedgerStart),
     /// A resumed run whose folder holds no ledger it can continue (a run killed before it
     /// wrote its blocks, or one that went past the checkpoint): nothing is recorded, and the
     /// ledger there stays marked unfinished. Says why.
@@ -104,23 +103,26 @@ impl Simulation {
     /// `running` report.
     pub fn prepare(plan: Plan, resume: Option<&Path>, overwrite: bool) -> Result<Self> {
         let started = crate::wall_clock();
-        let ResumePoint { start, history } = match resume {
-            Some(path) => resume_point(&plan, path)?,
+        // A checkpoint is checked before the folder is touched; a fresh run's initial model is
+        // evaluated only once the folder may be written.
+        let resumed = resume.map(|path| resume_point(&plan, path)).transpose()?;
+        let out = &plan.settings.output.out;
+        prepare_folder(out, overwrite, resume.is_some(), &plan.fingerprint)?;
+        let ResumePoint { start, history } = match resumed {
+            Some(point) => point,
             None => {
                 let params = plan.model.init(plan.settings.task.seed);
                 let initial = plan.evaluate(params.values());
                 ResumePoint { start: Start::fresh(params), history: History { initial, rounds: Vec::new() } }
             }
         };
-        let out = &plan.settings.output.out;
-        prepare_folder(out, overwrite, resume.is_some(), &plan.settings.fingerprint())?;
         std::fs::create_dir_all(out).map_err(EngineError::io(out, "cannot create the output folder"))?;
         let ledger_dir = out.join("ledger");
         let ledger = match (plan.settings.output.ledger, start.first_round) {
             (false, _) => LedgerPlan::Off,
-            (true, 1) => LedgerPlan::Fresh,
+            (true, 1) => LedgerPlan::Record(LedgerStart::Fresh),
             (true, first) => match continues(&ledger_dir, plan.settings.task.seed, first - 1) {
-                Ok(()) => LedgerPlan::Continue { after_round: first - 1 },
+                Ok(()) => LedgerPlan::Record(LedgerStart::After(first - 1)),
                 Err(why) => LedgerPlan::NotContinued(format!("{}: {why}", ledger_dir.display())),
             },
         };
@@ -175,20 +177,10 @@ impl Simulation {
         let output = &plan.settings.output;
         let ledger_dir = output.out.join("ledger");
         let record_ledger = match self.ledger {
-            LedgerPlan::Fresh => Some(LedgerStart::Fresh),
-            LedgerPlan::Continue { after_round } => Some(LedgerStart::After(after_round)),
+            LedgerPlan::Record(from) => Some(from),
             LedgerPlan::Off | LedgerPlan::NotContinued(_) => None,
         };
-        let kept = output.keep_updates.then(|| {
-            let k = plan.partition.num_clients();
-            let names = match &plan.client_names {
-                Some(names) => names.clone(),
-                None => (0..k)
-                    .map(|i| format!("client-{i:0width$}", width = k.saturating_sub(1).to_string().len()))
-                    .collect(),
-            };
-            KeptUpdates::new(output.out.join("clients"), plan.model.spec().clone(), plan.model.layout().clone(), names)
-        });
+        let kept = output.keep_updates.then(|| KeptUpdates::new(output.out.join("clients"), plan));
         let start = self.start.take().ok_or_else(|| EngineError::Run("the simulation already ran".into()))?;
         let history = &mut self.history;
         let on_round = |record: &RoundRecord, outcome: &RoundOutcome| -> Result<()> {
@@ -211,10 +203,7 @@ impl Simulation {
         let ledger = run.ledger.map(|(entries, totals)| ledger_summary(entries, totals, history));
         // The round the model is from (earlier than --rounds when a privacy budget stopped the run).
         let last_round = history.rounds.last().map_or(0, |r| r.round);
-        let meta = BTreeMap::from([
-            (ROUND_KEY.to_string(), last_round.to_string()),
-            (FINGERPRINT_KEY.to_string(), plan.settings.fingerprint()),
-        ]);
+        let meta = model_meta(last_round, &plan.fingerprint);
         progress.write_results(&output.out, history)?;
         save_model(&output.out.join("model.safetensors"), plan.model.spec(), &run.last, &meta)?;
         self.write_report(RunStatus::Finished, ledger.as_ref())?;
@@ -254,7 +243,7 @@ impl Simulation {
             "versions": crate::versions(),
             "seed": plan.settings.task.seed,
             "config": plan.settings,
-            "config_fingerprint": plan.settings.fingerprint(),
+            "config_fingerprint": plan.fingerprint,
             "model": plan.model.spec().to_string(),
             "parameters": plan.model.layout().len(),
             "threads": rayon::current_num_threads(),

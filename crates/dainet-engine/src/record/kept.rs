@@ -9,6 +9,7 @@
 
 use crate::checkpoint::ROUND_KEY;
 use crate::error::EngineError;
+use crate::plan::Plan;
 use dainet_core::Params;
 use dainet_ledger::hash::Digest;
 use dainet_ml::model_file::{load_model, save_model};
@@ -30,14 +31,17 @@ pub struct KeptUpdates {
 }
 
 impl KeptUpdates {
-    /// Stores under `dir`, one per client, named `names[k]`.
-    pub fn new(dir: PathBuf, spec: ModelSpec, layout: Arc<dainet_core::Layout>, names: Vec<String>) -> Self {
-        Self { dir, spec, layout, names }
+    /// Stores under `dir`, one per client of `plan`, each named as [`Plan::client_name`] says.
+    pub fn new(dir: PathBuf, plan: &Plan) -> Self {
+        let names = (0..plan.partition.num_clients()).map(|k| plan.client_name(k)).collect();
+        Self { dir, spec: plan.model.spec().clone(), layout: plan.model.layout().clone(), names }
     }
 
     /// Trainer `client` keeps `message` if it is an update or a masked input.
     pub fn keep(&mut self, client: ClientId, message: &ToCoordinator) -> Result<(), EngineError> {
-        let name = self.names.get(client.0 as usize).cloned().unwrap_or_else(|| format!("client-{}", client.0));
+        let Some(name) = self.names.get(client.0 as usize) else {
+            return Err(EngineError::Data(format!("client {client} is not a client of this run (a bug)")));
+        };
         let folder = self.dir.join(name);
         match message {
             ToCoordinator::Update { round, update } => {

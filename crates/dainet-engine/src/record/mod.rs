@@ -175,7 +175,7 @@ impl LedgerRecorder {
             seed: c.seed,
             clients: plan.partition.num_clients(),
             spec: plan.model.spec().clone(),
-            fingerprint: plan.settings.fingerprint(),
+            fingerprint: plan.fingerprint.clone(),
             task: format!("{:?} {}", plan.settings.simulation.dataset, plan.model.spec()).to_lowercase(),
             strategy: c.strategy.clone(),
             round_timeout_ms: c.round_timeout_ms,

@@ -17,7 +17,7 @@
 use super::blobs::BlobWriter;
 use super::{Batch, LedgerStart, LedgerTotals, RecorderSettings, VALIDATORS};
 use super::{LedgerContext, Result};
-use crate::checkpoint::{FINGERPRINT_KEY, ROUND_KEY};
+use crate::checkpoint::model_meta;
 use crate::error::EngineError;
 use crate::run::LedgerEntry;
 use dainet_consensus::sim::{SimulatedLedger, SimulatedLedgerConfig};
@@ -209,10 +209,7 @@ impl RoundLedger {
             LedgerRecord::Aggregate { round, params, contributors } => {
                 // The same metadata as the run's final `model.safetensors`, so that file's blake3
                 // is the last aggregate's hash.
-                let meta = BTreeMap::from([
-                    (ROUND_KEY.to_string(), round.to_string()),
-                    (FINGERPRINT_KEY.to_string(), self.settings.fingerprint.clone()),
-                ]);
+                let meta = model_meta(round, &self.settings.fingerprint);
                 let aggregate_hash = self.put_model(&params, meta)?;
                 let metrics = batch
                     .metrics
