@@ -6,10 +6,13 @@
 //! - [`params`]: [`Params`], a model's parameters as one flat `f32` vector with a
 //!   [`Layout`] naming each tensor and its shape.
 //! - [`file`]: files written whole or not at all.
+//! - [`codec`]: the byte format of what is stored or sent (a version byte, then postcard),
+//!   decoded with a size bound and never a panic.
 //!
 //! Stability: ALPHA (breaking changes expected).
 #![deny(missing_docs)]
 
+pub mod codec;
 pub mod file;
 pub mod params;
 pub mod rng;

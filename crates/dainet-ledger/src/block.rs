@@ -116,7 +116,7 @@ impl Block {
 
     /// Parse [`Block::encode`]'s output; never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Block, CodecError> {
-        codec::decode("block", BLOCK_VERSION, MAX_BLOCK_BYTES, bytes)
+        codec::decode_canonical("block", BLOCK_VERSION, MAX_BLOCK_BYTES, bytes)
     }
 }
 

@@ -96,7 +96,7 @@ impl Genesis {
 
     /// Parse [`Genesis::encode`]'s output; never panics. Does not [`validate`](Genesis::validate).
     pub fn decode(bytes: &[u8]) -> Result<Genesis, CodecError> {
-        codec::decode("genesis", GENESIS_VERSION, MAX_GENESIS_BYTES, bytes)
+        codec::decode_canonical("genesis", GENESIS_VERSION, MAX_GENESIS_BYTES, bytes)
     }
 }
 

@@ -120,7 +120,7 @@
 pub mod blob;
 pub mod block;
 pub mod chain;
-pub mod codec;
+pub use dainet_core::codec;
 pub mod export;
 pub mod folder;
 pub mod genesis;

@@ -265,7 +265,7 @@ impl Transaction {
     /// Decoding checks form only; the signature and the nonce are checked by
     /// [`Transaction::verify`] and [`crate::state::State::apply`].
     pub fn decode(bytes: &[u8]) -> Result<Transaction, CodecError> {
-        codec::decode("transaction", TX_VERSION, MAX_TX_BYTES, bytes)
+        codec::decode_canonical("transaction", TX_VERSION, MAX_TX_BYTES, bytes)
     }
 }
 

@@ -46,6 +46,7 @@ use crate::privacy::{PrivacyAccount, PrivacySpent};
 use crate::record::{masked_input_digest, update_digest, LedgerRecord};
 use crate::sampling::sample_clients;
 use crate::secure::party_seed;
+use crate::wire::{self, WireError, WireLimits};
 use crate::{ClientId, Time};
 use dainet_agg::robust::squared_distance;
 use dainet_agg::strategy::{RoundAggregation, Strategy};
@@ -101,6 +102,16 @@ pub enum Rejection {
         /// Why.
         reason: SecAggError,
     },
+    /// The bytes that arrived are not a message ([`Coordinator::handle_frame`]): an unknown
+    /// version, a frame cut short or over the size limit, a length field that runs past the
+    /// end, a value out of range.
+    #[error("{client}: undecodable message: {reason}")]
+    Frame {
+        /// The sender.
+        client: ClientId,
+        /// Why.
+        reason: WireError,
+    },
 }
 
 impl Rejection {
@@ -119,6 +130,7 @@ impl Rejection {
             Rejection::Invalid { .. } => "invalid",
             Rejection::Unexpected { .. } => "unexpected",
             Rejection::SecAgg { .. } => "secagg",
+            Rejection::Frame { reason, .. } => reason.kind(),
         }
     }
 }
@@ -344,16 +356,42 @@ impl Coordinator {
     pub fn handle_message(&mut self, now: Time, from: ClientId, message: ToCoordinator) -> Result<(), Rejection> {
         let result = self.dispatch(now, from, message);
         if let Err(rejection) = &result {
-            if let Some(open) = self.open.as_mut() {
-                let kind = rejection.kind();
-                match open.rejected.iter_mut().find(|(k, _)| *k == kind) {
-                    Some((_, n)) => *n += 1,
-                    None => open.rejected.push((kind, 1)),
-                }
-            }
-            self.actions.push_back(Action::Rejected { from, reason: rejection.clone() });
+            self.count_rejection(from, rejection);
         }
         result
+    }
+
+    /// Counts `rejection` in the open round (if any) and reports it.
+    fn count_rejection(&mut self, from: ClientId, rejection: &Rejection) {
+        if let Some(open) = self.open.as_mut() {
+            let kind = rejection.kind();
+            match open.rejected.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => open.rejected.push((kind, 1)),
+            }
+        }
+        self.actions.push_back(Action::Rejected { from, reason: rejection.clone() });
+    }
+
+    /// Hands in the bytes of a message from `from` ([`crate::wire`]): decoded within the
+    /// limits of this federation's model and clients, then handled as
+    /// [`Coordinator::handle_message`] handles it. Bytes that are no message are refused with
+    /// [`Rejection::Frame`] and counted in the open round like any refusal; the round goes on.
+    pub fn handle_frame(&mut self, now: Time, from: ClientId, bytes: &[u8]) -> Result<(), Rejection> {
+        let limits = self.wire_limits();
+        match wire::decode_to_coordinator(bytes, limits) {
+            Ok(message) => self.handle_message(now, from, message),
+            Err(reason) => {
+                let rejection = Rejection::Frame { client: from, reason };
+                self.count_rejection(from, &rejection);
+                Err(rejection)
+            }
+        }
+    }
+
+    /// The frame sizes this coordinator's messages and its trainers' answers stay within.
+    pub fn wire_limits(&self) -> WireLimits {
+        WireLimits::for_round(self.global.values().len(), self.config.num_clients as usize)
     }
 
     /// Hands in `client`'s plain update for `round` ([`ToCoordinator::Update`]).

@@ -15,7 +15,8 @@
 //!   masked.
 //! - [`message`]: what they say to each other; [`config`]: the settings every party agrees
 //!   on, and [`RoundConfig::validate`], the one place they are checked; [`record`]: what the
-//!   coordinator commits to the ledger, and when.
+//!   coordinator commits to the ledger, and when; [`wire`]: the versioned byte form of every
+//!   message, for drivers that carry them between processes (or count their bytes).
 //!
 //! Stability: ALPHA.
 #![deny(missing_docs)]
@@ -28,6 +29,7 @@ pub mod record;
 pub mod sampling;
 pub mod secure;
 pub mod trainer;
+pub mod wire;
 
 pub use config::{ConfigError, PrivacyConfig, RoundConfig, SecureConfig};
 pub use coordinator::{Accepted, Action, Coordinator, Finish, NotAggregated, Rejection, RoundOutcome};

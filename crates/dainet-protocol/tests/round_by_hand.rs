@@ -1,14 +1,17 @@
 //! A federated round driven by hand: a coordinator and its trainers exchange messages through
-//! a plain queue in this test — no simulator, no threads, no network.
+//! a plain queue in this test — no simulator, no threads, no network. Every message crosses
+//! the queue as its wire frame (`dainet_protocol::wire`), the global model as a blob fetched by
+//! hash, so each round here also proves every message of it survives encoding.
 
 use dainet_agg::dp::{privatize_change, Clipping, DpConfig, NoisePlacement};
 use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 use dainet_core::{Layout, Params, TensorSpec};
+use dainet_protocol::wire::{self, ToTrainerFrame};
 use dainet_protocol::{
     Action, ClientId, Coordinator, Finish, PrivacyConfig, Rejection, RoundConfig, RoundOutcome, SecureConfig, Time,
     ToCoordinator, ToTrainer, Trainer, TrainerAction, Update,
 };
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 const DIM: usize = 6;
@@ -63,8 +66,10 @@ struct Network {
     trainers: Vec<Trainer>,
     crashed: BTreeSet<ClientId>,
     now: Time,
-    to_trainers: VecDeque<(ClientId, ToTrainer)>,
-    to_coordinator: VecDeque<(ClientId, ToCoordinator)>,
+    to_trainers: VecDeque<(ClientId, Vec<u8>)>,
+    to_coordinator: VecDeque<(ClientId, Vec<u8>)>,
+    /// Model blobs by hash, published as train requests go out.
+    blobs: BTreeMap<[u8; 32], Vec<u8>>,
     rejected: Vec<Rejection>,
 }
 
@@ -77,6 +82,7 @@ impl Network {
             now: Time(0),
             to_trainers: VecDeque::new(),
             to_coordinator: VecDeque::new(),
+            blobs: BTreeMap::new(),
             rejected: Vec::new(),
         }
     }
@@ -87,7 +93,13 @@ impl Network {
         loop {
             while let Some(action) = self.coordinator.poll_action() {
                 match action {
-                    Action::Send { to, message } => self.to_trainers.push_back((to, message)),
+                    Action::Send { to, message } => {
+                        if let ToTrainer::Train(request) = &message {
+                            let model = wire::ModelRef::of(&request.params);
+                            self.blobs.entry(model.hash).or_insert_with(|| wire::encode_model(&request.params));
+                        }
+                        self.to_trainers.push_back((to, wire::encode_to_trainer(&message)));
+                    }
                     Action::RoundClosed(outcome) => closed = Some(outcome),
                     Action::Finished(why) => return (closed.expect("a round closed first"), Some(why)),
                     Action::Accepted(_) | Action::Record(_) => {}
@@ -98,10 +110,11 @@ impl Network {
                 // Actions after RoundClosed belong to the next round: keep them for it.
                 return (outcome, None);
             }
-            if let Some((to, message)) = self.to_trainers.pop_front() {
+            if let Some((to, frame)) = self.to_trainers.pop_front() {
                 if self.crashed.contains(&to) {
                     continue;
                 }
+                let message = self.receive(&frame);
                 let trainer = &mut self.trainers[to.0 as usize];
                 trainer.handle_message(self.now, message).unwrap();
                 while let Some(action) = trainer.poll_action() {
@@ -114,19 +127,35 @@ impl Network {
                             };
                             trainer.handle_trained(self.now, request.round, update).unwrap();
                         }
-                        TrainerAction::Send(message) => self.to_coordinator.push_back((to, message)),
+                        TrainerAction::Send(message) => {
+                            self.to_coordinator.push_back((to, wire::encode_to_coordinator(&message)))
+                        }
                     }
                 }
                 continue;
             }
-            if let Some((from, message)) = self.to_coordinator.pop_front() {
+            if let Some((from, frame)) = self.to_coordinator.pop_front() {
                 // Refusals come back as Rejected actions too.
-                let _ = self.coordinator.handle_message(self.now, from, message);
+                let _ = self.coordinator.handle_frame(self.now, from, &frame);
                 continue;
             }
             let due = self.coordinator.poll_timeout().expect("nothing in flight: the round must have a deadline");
             self.now = due;
             self.coordinator.handle_timeout(due);
+        }
+    }
+
+    /// The message in a frame to a trainer, its model fetched from the published blobs.
+    fn receive(&self, frame: &[u8]) -> ToTrainer {
+        match wire::decode_to_trainer(frame, self.coordinator.wire_limits()).unwrap() {
+            ToTrainerFrame::Train(announcement) => {
+                let blob = &self.blobs[&announcement.model.hash];
+                let layout = self.coordinator.global().layout().clone();
+                let model = wire::decode_model(blob, &announcement.model, &layout).unwrap();
+                ToTrainer::Train(announcement.with_model(Arc::new(model)).unwrap())
+            }
+            ToTrainerFrame::Message(message) => message,
+            ToTrainerFrame::Rejected(notice) => panic!("the coordinator sends no refusals here: {notice:?}"),
         }
     }
 }

@@ -1,14 +1,18 @@
-//! The byte format of everything the ledger stores or sends: one version byte, then postcard.
+//! The byte format of everything dainet stores or sends between nodes: one version byte, then
+//! postcard. The ledger's records (transactions, blocks, the genesis) and the protocol's
+//! messages (`dainet-protocol`'s `wire`) use it.
 //!
 //! This module owns the guarantee that decoding never panics and never trusts a length it has not
-//! bounded: input longer than the record's maximum is refused before it is parsed, and every
-//! failure is a [`CodecError`] that names the record and what was wrong (empty, too large, an
-//! unknown version, cut short, malformed, or followed by stray bytes).
+//! bounded: input longer than the record's maximum is refused before it is parsed (so no length
+//! field inside it can claim more than that), and every failure is a [`CodecError`] that names
+//! the record and what was wrong (empty, too large, an unknown version, cut short, malformed, or
+//! followed by stray bytes).
 //!
-//! Encodings are canonical: postcard writes each value one way, and decoding re-encodes the value
-//! and refuses input that differs, so `encode(decode(b)) == b` for every `b` that decodes. Hashes
-//! are taken over that one encoding, which is what makes a flipped byte anywhere in a stored block
-//! visible to [`crate::verify`].
+//! [`decode_canonical`] also refuses any encoding [`encode`] would not have written: postcard
+//! writes each value one way, and decoding re-encodes the value and compares, so
+//! `encode(decode(b)) == b` for every `b` that decodes. Hashes and signatures are taken over that
+//! one encoding (the ledger's), which is what makes a flipped byte anywhere in a stored block
+//! visible. Messages that are never hashed as bytes skip that second pass ([`decode`]).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,7 +24,7 @@ pub enum CodecError {
     /// There were no bytes at all.
     #[error("empty input: record={record}")]
     Empty {
-        /// What was being decoded ("transaction", "block", "genesis").
+        /// What was being decoded ("transaction", "block", "genesis", "message to a trainer", …).
         record: &'static str,
     },
     /// The input is longer than this record may be.
@@ -77,21 +81,38 @@ pub enum CodecError {
 }
 
 /// `[version] ++ postcard(value)`.
-pub(crate) fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     let out = vec![version];
     // Serializing into a growable Vec fails only for types postcard cannot express (unsized
-    // sequences); every ledger type is a plain derive, so this is an internal invariant.
-    postcard::to_extend(value, out).expect("postcard encodes every ledger type into a Vec")
+    // sequences, maps of unknown length); every encoded type is a plain derive, so this is an
+    // internal invariant.
+    postcard::to_extend(value, out).expect("postcard encodes every record type into a Vec")
 }
 
 /// Postcard alone (no version byte), for hashing and signing.
-pub(crate) fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_allocvec(value).expect("postcard encodes every ledger type into a Vec")
+pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("postcard encodes every record type into a Vec")
 }
 
 /// The inverse of [`encode`], refusing input over `max` bytes and any encoding [`encode`] would not
 /// have written.
-pub(crate) fn decode<T: DeserializeOwned + Serialize>(
+pub fn decode_canonical<T: DeserializeOwned + Serialize>(
+    record: &'static str,
+    version: u8,
+    max: usize,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let value = decode(record, version, max, bytes)?;
+    if to_bytes(&value) != bytes[1..] {
+        return Err(CodecError::NonCanonical { record });
+    }
+    Ok(value)
+}
+
+/// The inverse of [`encode`], refusing input over `max` bytes; a value may have other encodings
+/// than the one [`encode`] writes (an overlong varint, say), so use it only for what is never
+/// hashed or signed as bytes.
+pub fn decode<T: DeserializeOwned>(
     record: &'static str,
     version: u8,
     max: usize,
@@ -112,9 +133,6 @@ pub(crate) fn decode<T: DeserializeOwned + Serialize>(
     })?;
     if !rest.is_empty() {
         return Err(CodecError::Trailing { record, extra: rest.len() });
-    }
-    if to_bytes(&value) != body {
-        return Err(CodecError::NonCanonical { record });
     }
     Ok(value)
 }
