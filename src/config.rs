@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result};
 use dainet_engine::config::{AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, Settings};
+use dainet_sim::Crash;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -230,9 +231,10 @@ pub struct ConfigPatch {
     /// OUT/clients` [default: false].
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub keep_updates: Option<bool>,
-    /// Simulated one-way network latency in milliseconds [default: 50].
-    #[arg(long)]
-    pub latency_ms: Option<u64>,
+    /// The simulated network (the `[network]` section of the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub network: NetworkPatch,
     /// Output folder [default: runs/simulate].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -241,27 +243,61 @@ pub struct ConfigPatch {
     pub checkpoint_every: Option<u32>,
 }
 
+/// The simulated network's flags, and the keys of the file's `[network]` section.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPatch {
+    /// One-way latency of every message, in milliseconds [default: 50].
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// Each trainer's link speed in Mbit/s, both ways; a message takes its encoded size over
+    /// it [default: unlimited].
+    #[arg(long)]
+    pub bandwidth_mbit: Option<f64>,
+    /// Probability that a message is lost, in [0, 1); needs a round deadline [default: 0].
+    #[arg(long)]
+    pub loss: Option<f64>,
+    /// Share of the clients that are slow devices, in [0, 1] [default: 0].
+    #[arg(long)]
+    pub slow_clients: Option<f64>,
+    /// How many times slower a slow device is at everything: latency, transfers, training
+    /// [default: 10].
+    #[arg(long)]
+    pub slowdown: Option<f64>,
+    /// Training speed of a client in GFLOP/s (6 operations a parameter an example an epoch);
+    /// unset, training takes no virtual time [default: unset].
+    #[arg(long)]
+    pub compute_gflops: Option<f64>,
+    /// Clients that crash (`[[network.crashes]]` with `client`, `at_ms`, `down_ms`; file only).
+    #[arg(skip)]
+    pub crashes: Option<Vec<Crash>>,
+}
+
 /// Applies every setting `patch` has to `settings`.
 pub fn apply(settings: &mut Settings, patch: ConfigPatch) {
     let Settings { task, simulation, output } = settings;
+    // `set!(from => to: fields)`: each field `from` has replaces `to`'s.
     macro_rules! set {
-        ($part:ident: $($field:ident),*) => { $(if let Some(v) = patch.$field { $part.$field = v; })* };
+        ($from:ident => $part:ident: $($field:ident),*) => { $(if let Some(v) = $from.$field { $part.$field = v; })* };
     }
     macro_rules! set_opt {
-        ($part:ident: $($field:ident),*) => { $(if patch.$field.is_some() { $part.$field = patch.$field; })* };
+        ($from:ident => $part:ident: $($field:ident),*) => { $(if $from.$field.is_some() { $part.$field = $from.$field; })* };
     }
-    set!(task: model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
-    set!(task: min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr, server_momentum, carry_momentum);
-    set!(task: dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
-    set!(task: secagg, secagg_clipping_range, secagg_quantization_range);
-    set_opt!(task: dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
-    set_opt!(task: round_timeout_ms, robust_f, multi_krum_m, clip_norm, bucket_size, max_update_norm);
-    set!(simulation: dataset, test_fraction, clients, partition, shards_per_client, dirichlet_alpha);
-    set!(simulation: min_partition_size, latency_ms, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon);
-    set!(simulation: backdoor_target, backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta);
-    set!(simulation: dropout_after_masking);
-    set_opt!(simulation: images, labels, csv, label_column, client_column, attack, alie_z, backdoor_boost);
-    set!(output: out, checkpoint_every, ledger, keep_updates);
+    set!(patch => task: model, hidden, fraction, rounds, epochs, batch_size, lr, momentum, weight_decay, prox_mu, seed);
+    set!(patch => task: min_updates, strategy, trim_beta, cc_tau, cc_iterations, server_lr, server_momentum, carry_momentum);
+    set!(patch => task: dp_clip_norm, dp_adaptive_clip, dp_target_quantile, dp_clip_lr, dp_noise, dp_delta);
+    set!(patch => task: secagg, secagg_clipping_range, secagg_quantization_range);
+    set_opt!(patch => task: dp_noise_multiplier, dp_count_stddev, dp_epsilon, secagg_num_shares, secagg_threshold);
+    set_opt!(patch => task: round_timeout_ms, robust_f, multi_krum_m, clip_norm, bucket_size, max_update_norm);
+    set!(patch => simulation: dataset, test_fraction, clients, partition, shards_per_client, dirichlet_alpha);
+    set!(patch => simulation: min_partition_size, byzantine, sign_flip_scale, noise_sigma, ipm_epsilon);
+    set!(patch => simulation: backdoor_target, backdoor_fraction, stragglers, dropouts, synthetic_alpha, synthetic_beta);
+    set!(patch => simulation: dropout_after_masking);
+    set_opt!(patch => simulation: images, labels, csv, label_column, client_column, attack, alie_z, backdoor_boost);
+    set!(patch => output: out, checkpoint_every, ledger, keep_updates);
+    let (network, net) = (&mut simulation.network, patch.network);
+    set!(net => network: latency_ms, loss, slow_clients, slowdown, crashes);
+    set_opt!(net => network: bandwidth_mbit, compute_gflops);
     if patch.no_ledger {
         output.ledger = false;
     }
@@ -298,11 +334,17 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_which_beats_the_defaults() {
-        let f = write("rounds = 7\nlr = 0.1\nhidden = [64]\nlatency_ms = 5\n");
-        let flags = ConfigPatch { lr: Some(0.2), ..Default::default() };
+        let f = write("rounds = 7\nlr = 0.1\nhidden = [64]\n\n[network]\nlatency_ms = 5\nloss = 0.1\n");
+        let flags = ConfigPatch {
+            lr: Some(0.2),
+            network: NetworkPatch { loss: Some(0.2), ..Default::default() },
+            ..Default::default()
+        };
         let s = resolve(Some(f.path()), flags).unwrap();
         assert_eq!((s.task.rounds, s.task.lr, s.task.hidden.clone()), (7, 0.2, vec![64]));
-        assert_eq!((s.simulation.clients, s.simulation.latency_ms), (100, 5));
+        let network = &s.simulation.network;
+        assert_eq!((s.simulation.clients, network.latency_ms, network.loss), (100, 5, 0.2));
+        assert_eq!(network.bandwidth_mbit, None);
     }
 
     #[test]
@@ -311,6 +353,20 @@ mod tests {
         let e = format!("{:#}", resolve(Some(f.path()), ConfigPatch::default()).unwrap_err());
         assert!(e.contains("line 2") && e.contains("learning_rate"), "{e}");
         assert!(e.contains(&f.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn the_network_section_takes_crashes_and_refuses_unknown_keys() {
+        let f = write("[network]\nslow_clients = 0.2\n[[network.crashes]]\nclient = 3\nat_ms = 100\ndown_ms = 500\n");
+        let s = resolve(Some(f.path()), ConfigPatch::default()).unwrap();
+        assert_eq!(s.simulation.network.slow_clients, 0.2);
+        assert_eq!(s.simulation.network.crashes, vec![Crash { client: 3, at_ms: 100, down_ms: Some(500) }]);
+        let f = write("[network]\nlatency = 5\n");
+        let e = format!("{:#}", resolve(Some(f.path()), ConfigPatch::default()).unwrap_err());
+        assert!(e.contains("line 2") && e.contains("latency"), "{e}");
+        // The old top-level key is now in the section.
+        let f = write("latency_ms = 5\n");
+        assert!(resolve(Some(f.path()), ConfigPatch::default()).is_err());
     }
 
     #[test]

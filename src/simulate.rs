@@ -76,6 +76,16 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             100.0 * ledger.share_of_round_time,
         );
     }
+    let rounds_run = &finished.history.rounds;
+    let sum = |f: fn(&RoundRecord) -> u64| rounds_run.iter().map(f).sum::<u64>();
+    eprintln!(
+        "network: {:.1} MB sent in {} messages over {:.1} s of virtual time; {} lost, {} updates cut by the deadline",
+        sum(|r| r.network.bytes_to_trainers + r.network.bytes_to_coordinator) as f64 / 1e6,
+        sum(|r| r.network.messages),
+        sum(|r| r.network.round_ms) as f64 / 1e3,
+        sum(|r| r.network.lost),
+        sum(|r| r.network.cut_by_deadline),
+    );
     let last = finished.history.rounds.last().map_or(finished.history.initial.accuracy, |r| r.accuracy);
     eprintln!("final accuracy {last:.4}; wrote {}", out.display());
     Ok(())
@@ -127,6 +137,15 @@ fn round_line(r: &RoundRecord, rounds: u32) -> String {
     let f = &r.faults;
     if f.byzantine + f.stragglers + f.dropouts > 0 {
         line += &format!("  [byzantine {} stragglers {} dropouts {}]", f.byzantine, f.stragglers, f.dropouts);
+    }
+    let n = &r.network;
+    if n.lost + n.cut_by_deadline + n.to_crashed > 0 {
+        line += &format!(
+            "  [network: {} lost, {} cut by the deadline after {} ms]",
+            n.lost + n.to_crashed,
+            n.cut_by_deadline,
+            n.round_ms
+        );
     }
     let refused: u32 = r.rejected.values().sum();
     if refused > 0 {

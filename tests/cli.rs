@@ -228,6 +228,48 @@ fn unknown_config_key() {
 }
 
 #[test]
+fn slow_clients_past_the_deadline_are_reported_as_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--slow-clients", "0.2", "--slowdown", "10", "--round-timeout-ms", "500", "--no-ledger"];
+    let out = dainet(&simulate_args(s(dir.path()), &args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("slow clients 0.2 (10x slower)"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    let cut: u64 = rounds.iter().map(|r| r["network"]["cut_by_deadline"].as_u64().unwrap()).sum();
+    let missing: u64 = rounds.iter().map(|r| r["missing"].as_u64().unwrap()).sum();
+    // A slow client's round trip takes 10 x 100 ms: every slow client sampled is cut, and
+    // only they are.
+    assert!(cut > 0, "{report}");
+    assert_eq!(cut, missing);
+    assert!(rounds.iter().all(|r| r["network"]["round_ms"].as_u64() <= Some(500)));
+    assert!(stderr.contains(&format!("{cut} updates cut by the deadline")), "{stderr}");
+}
+
+#[test]
+fn a_lossy_network_still_closes_its_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dainet(&simulate_args(s(dir.path()), &["--loss", "0.2", "--round-timeout-ms", "1000", "--no-ledger"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    let lost: u64 = rounds.iter().map(|r| r["network"]["lost"].as_u64().unwrap()).sum();
+    assert!(lost > 0, "{report}");
+}
+
+#[test]
+fn network_settings_out_of_range() {
+    assert_clean_error(&dainet(&["simulate", "--loss", "1.5"]), "network.loss");
+    assert_clean_error(&dainet(&["simulate", "--slowdown", "0.5"]), "network.slowdown");
+    assert_clean_error(&dainet(&["simulate", "--bandwidth-mbit", "0"]), "network.bandwidth_mbit");
+}
+
+#[test]
 fn batch_size_zero() {
     assert_clean_error(&dainet(&["simulate", "--batch-size", "0"]), "batch_size");
 }

@@ -49,6 +49,10 @@ pub enum Purpose {
     SyntheticData = 12,
     /// Whether client `j` drops out of round `i`'s secure aggregation after masking.
     DropoutAfterMasking = 13,
+    /// Which clients are slow devices in a simulated network.
+    SlowClients = 14,
+    /// Whether the simulated network loses message `i`.
+    MessageLoss = 15,
 }
 
 /// The seed of the stream for `purpose`, `i`, `j` under task seed `task_seed`.

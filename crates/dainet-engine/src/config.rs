@@ -12,6 +12,7 @@
 //! binary's TOML file and its flags, and a [`Settings`] serialises to those flat keys.
 
 use crate::error::EngineError;
+use dainet_sim::NetworkModel;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -223,11 +224,15 @@ pub struct SimulationConfig {
     pub stragglers: f64,
     pub dropouts: f64,
     pub dropout_after_masking: f64,
-    pub latency_ms: u64,
+    /// The `[network]` section: latency, bandwidth, loss, slow devices, compute speed,
+    /// crashes (see `dainet_sim::network`).
+    #[serde(default)]
+    pub network: NetworkModel,
 }
 
 impl Default for SimulationConfig {
-    /// The bundled MNIST digits, 100 IID clients, no faults, 50 ms links.
+    /// The bundled MNIST digits, 100 IID clients, no faults, 50 ms links of unlimited
+    /// bandwidth that lose nothing, training that takes no virtual time.
     fn default() -> Self {
         Self {
             dataset: DatasetKind::Mnist,
@@ -256,7 +261,7 @@ impl Default for SimulationConfig {
             stragglers: 0.0,
             dropouts: 0.0,
             dropout_after_masking: 0.0,
-            latency_ms: 50,
+            network: NetworkModel::default(),
         }
     }
 }
@@ -401,6 +406,8 @@ impl SimulationConfig {
                 || self.dataset == DatasetKind::Synthetic,
             "partition = natural needs a CSV client column (--dataset csv --client-column NAME)"
         );
+        // Crashing clients are checked against the federation's size when the run is planned.
+        self.network.validate(u32::MAX).map_err(EngineError::Setting)?;
         Ok(())
     }
 }
@@ -413,6 +420,11 @@ impl Settings {
         ensure!(
             self.simulation.dropouts == 0.0 || self.task.round_timeout_ms.is_some(),
             "dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever"
+        );
+        ensure!(
+            !self.simulation.network.loses_messages() || self.task.round_timeout_ms.is_some(),
+            "a network that loses messages or crashes trainers needs a round deadline (--round-timeout-ms), or \
+             rounds would wait forever"
         );
         ensure!(
             self.simulation.dropout_after_masking == 0.0 || self.task.secagg,
@@ -466,7 +478,7 @@ mod tests {
         let mut c = a.clone();
         c.task.lr = 0.1;
         let mut d = a.clone();
-        d.simulation.latency_ms = 10;
+        d.simulation.network.latency_ms = 10;
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
         assert_ne!(a.fingerprint(), d.fingerprint());
@@ -475,7 +487,7 @@ mod tests {
     #[test]
     fn settings_serialise_to_the_flat_keys_of_the_config_file() {
         let json = serde_json::to_value(Settings::default()).unwrap();
-        for key in ["rounds", "dataset", "out", "latency_ms", "secagg"] {
+        for key in ["rounds", "dataset", "out", "network", "secagg"] {
             assert!(json.get(key).is_some(), "no {key} in {json}");
         }
         let back: Settings = serde_json::from_value(json).unwrap();

@@ -379,6 +379,7 @@ impl Plan {
                 sa.num_shares, sa.reconstruction_threshold, c.dropout_after_masking
             ));
         }
+        parts.extend(c.network.describe());
         if parts.is_empty() {
             String::new()
         } else {

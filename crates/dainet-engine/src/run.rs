@@ -10,7 +10,7 @@ use dainet_core::Params;
 use dainet_ml::{evaluate, SgdConfig};
 use dainet_protocol::{ClientId, Coordinator, Finish, LedgerRecord, RoundOutcome, ToCoordinator};
 use dainet_sim::faults::RoundFaults;
-use dainet_sim::{Federation, NetworkModel, SimEnd, SimEvent, Simulator};
+use dainet_sim::{Federation, RoundTraffic, SimEnd, SimEvent, Simulator};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -45,6 +45,10 @@ pub struct RoundRecord {
     pub virtual_ms: u64,
     /// Byzantine clients, stragglers and dropouts among the round's sampled clients.
     pub faults: RoundFaults,
+    /// What the round cost the simulated network: its virtual duration, bytes and messages
+    /// each way, messages lost, updates its deadline cut.
+    #[serde(default)]
+    pub network: RoundTraffic,
     /// Share of triggered test images classified as the backdoor target (backdoor only).
     pub backdoor_success: Option<f64>,
     /// The (ε, δ = dp_delta) spent so far, classic RDP conversion (differential privacy only).
@@ -178,8 +182,8 @@ pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserv
         faults: plan.faults.clone(),
         carry_momentum: c.carry_momentum,
     };
-    let network = NetworkModel { latency_ms: plan.settings.simulation.latency_ms };
-    let mut sim = Simulator::new(federation, coordinator, network);
+    let network = plan.settings.simulation.network.clone();
+    let mut sim = Simulator::new(federation, coordinator, network).map_err(|e| EngineError::Setting(e.to_string()))?;
     if observer.wants_trainer_messages() {
         sim = sim.reporting_trainer_messages();
     }
@@ -190,8 +194,8 @@ pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserv
         let result = match event {
             SimEvent::Record(record) => observer.record(record),
             SimEvent::TrainerSent { client, message } => observer.trainer_sent(client, message),
-            SimEvent::RoundClosed(outcome, faults) => {
-                let record = round_record(plan, outcome, faults, round_start);
+            SimEvent::RoundClosed(outcome, faults, traffic) => {
+                let record = round_record(plan, outcome, faults, traffic, round_start);
                 last = outcome.params.clone();
                 let result = observer.round(&record, outcome);
                 round_start = crate::wall_clock();
@@ -222,7 +226,13 @@ pub fn execute_observed(plan: &Plan, start: Start, observer: &mut impl RunObserv
 }
 
 /// The metrics of a closed round: the coordinator's outcome, evaluated on the test set.
-fn round_record(plan: &Plan, outcome: &RoundOutcome, faults: &RoundFaults, round_start: Instant) -> RoundRecord {
+fn round_record(
+    plan: &Plan,
+    outcome: &RoundOutcome,
+    faults: &RoundFaults,
+    traffic: &RoundTraffic,
+    round_start: Instant,
+) -> RoundRecord {
     let eval = plan.evaluate(outcome.params.values());
     let backdoor_success =
         plan.triggered_test.as_ref().map(|t| evaluate(plan.model.as_ref(), outcome.params.values(), t).accuracy);
@@ -241,6 +251,7 @@ fn round_record(plan: &Plan, outcome: &RoundOutcome, faults: &RoundFaults, round
         wall_s: round_start.elapsed().as_secs_f64(),
         virtual_ms: outcome.closed_at.0,
         faults: faults.clone(),
+        network: traffic.clone(),
         backdoor_success,
         epsilon: outcome.privacy.map(|p| p.epsilon),
         epsilon_round: outcome.privacy.map(|p| p.epsilon_round),

@@ -248,18 +248,26 @@ pub enum ToTrainerFrame {
 /// The frame of `message` to a trainer (a train request names its model, see [`ModelRef`]).
 pub fn encode_to_trainer(message: &ToTrainer) -> Vec<u8> {
     let frame = match message {
-        ToTrainer::Train(request) => TrainerBound::Train {
-            round: request.round,
-            client: request.client.0,
-            model: ModelRef::of(&request.params),
-            upload: WireUpload::from(&request.upload),
-        },
+        ToTrainer::Train(request) => return encode_train_request(request, ModelRef::of(&request.params)),
         ToTrainer::SecureSession { round, config } => {
             TrainerBound::SecureSession { round: *round, config: WireSecAggConfig::from(config.as_ref()) }
         }
         ToTrainer::SecAgg { round, message } => {
             TrainerBound::SecAgg { round: *round, message: WireServerMessage::from(message) }
         }
+    };
+    codec::encode(WIRE_VERSION, &frame)
+}
+
+/// The frame of a train request whose model's reference the caller has already computed
+/// (`model` must be [`ModelRef::of`] the request's parameters): one hash of the model for all
+/// the round's requests.
+pub fn encode_train_request(request: &TrainRequest, model: ModelRef) -> Vec<u8> {
+    let frame = TrainerBound::Train {
+        round: request.round,
+        client: request.client.0,
+        model,
+        upload: WireUpload::from(&request.upload),
     };
     codec::encode(WIRE_VERSION, &frame)
 }

@@ -1,21 +1,27 @@
 //! Run many virtual nodes on one clock from one seed.
 //!
-//! The [`Simulator`] drives the very [`Coordinator`] and [`Trainer`]s a networked node runs:
-//! it carries every message between them after a simulated network delay on a virtual clock,
-//! fires the coordinator's timers when the clock reaches them, and is the trainers' host — it
-//! trains them in-process on their share of the data when they ask. It makes no protocol
-//! decision: sampling, validation, secure aggregation, privacy accounting and when a round
-//! closes are the state machines'. What it adds are the faults of an evaluation (Byzantine
-//! clients and their attacks, stragglers, dropouts; see [`faults`]).
+//! The [`Simulator`] is a network of nodes: the very [`Coordinator`] and [`Trainer`]s a
+//! networked node runs, each with its mailbox, on one virtual clock. Every message travels as
+//! its wire frame ([`dainet_protocol::wire`]) over a modelled network ([`network`]: latency,
+//! bandwidth by encoded bytes, loss, slow devices, crashes and restarts), the global model as a
+//! blob a trainer fetches by hash; the coordinator's deadlines fire when the clock reaches
+//! them; the simulator hosts the trainers and trains them in-process on their share of the data
+//! when they ask. It makes no protocol decision: sampling, validation, secure aggregation,
+//! privacy accounting and when a round closes are the state machines'. What it adds are the
+//! faults of an evaluation (Byzantine clients and their attacks, stragglers, dropouts; see
+//! [`faults`]) and the network's.
 //!
 //! # Guarantees
 //! - **Determinism.** Messages due at the same virtual time reach the trainers together, and
 //!   the trainers handle them (and train) in parallel on rayon's pool; what they send is
 //!   collected in client order and delivered in `(arrival time, sequence number)` order, and
-//!   every random choice comes from a seeded stream. So the same seed gives the same bytes
-//!   whatever the thread count.
-//! - **No wall clock.** Virtual time only advances to the next arrival or deadline; wall-clock
-//!   timings are the caller's to take.
+//!   every random choice (a lost message, a slow device) comes from a seeded stream. So the
+//!   same seed gives the same bytes whatever the thread count.
+//! - **No wall clock.** Virtual time only advances to the next arrival, deadline, finished
+//!   training or crash; wall-clock timings are the caller's to take.
+//! - **Real frames.** What a trainer or the coordinator receives is decoded from the bytes the
+//!   other side encoded, with the receiver's size limits; a round's traffic is counted in those
+//!   bytes ([`RoundTraffic`]).
 //!
 //! # Example
 //! Ten clients with two Gaussian blobs each, three rounds of FedAvg:
@@ -43,7 +49,7 @@
 //!     model: model.as_ref(), train: &data, partition: &part, sgd: SgdConfig::default(), task_seed: 1,
 //!     faults: Faults::default(), carry_momentum: false,
 //! };
-//! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default());
+//! let mut sim = Simulator::new(federation, coordinator, NetworkModel::default()).unwrap();
 //! let mut closed = Vec::new();
 //! let end = sim.run(|outcome, _faults| {
 //!     closed.push((outcome.round, outcome.contributors.len()));
@@ -58,21 +64,27 @@
 #![deny(missing_docs)]
 
 pub mod faults;
+mod host;
+pub mod network;
 
-use dainet_agg::attack;
-use dainet_core::{Purpose, SplitMix64};
-use dainet_ml::data::poison::{backdoor_dataset, flip_labels};
+use dainet_core::{Params, Time};
 use dainet_ml::data::Partition;
-use dainet_ml::{train_local_with_momentum, Dataset, Model, Scratch, SgdConfig};
+use dainet_ml::{Dataset, Model, SgdConfig};
+use dainet_privacy::secagg::ClientMessage;
+use dainet_protocol::wire::{self, ModelRef, ToTrainerFrame, WireLimits};
 use dainet_protocol::{
-    Action, ClientId, Coordinator, Finish, LedgerRecord, RoundOutcome, Time, ToCoordinator, ToTrainer, TrainRequest,
-    Trainer, TrainerAction, Update,
+    Action, ClientId, Coordinator, Finish, LedgerRecord, RoundOutcome, ToCoordinator, ToTrainer, TrainRequest, Trainer,
+    TrainerAction, Update,
 };
-use faults::{Attack, Faults, RoundFaults};
+use faults::{Faults, RoundFaults};
+use host::Host;
+pub use network::{Crash, NetworkModel};
+use network::{Direction, Links};
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// The clients of a simulated federation: a model, their data and how they train.
 pub struct Federation<'a> {
@@ -91,63 +103,6 @@ pub struct Federation<'a> {
     /// Whether each client keeps its SGD momentum from one participation to the next
     /// (worker momentum; with `sgd.momentum > 0`). Off by default: momentum restarts each round.
     pub carry_momentum: bool,
-}
-
-/// The simulated network between the coordinator and its clients.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NetworkModel {
-    /// One-way delay of every message, in milliseconds. A round trip (model out, update
-    /// back) takes twice this. Default: 50.
-    pub latency_ms: u64,
-}
-
-impl Default for NetworkModel {
-    fn default() -> Self {
-        Self { latency_ms: 50 }
-    }
-}
-
-/// Client `req.client`'s local training, on poisoned data if it runs a data attack.
-fn train_client(fed: &Federation<'_>, req: &TrainRequest, scratch: &mut Scratch, velocity: &mut Vec<f32>) -> Update {
-    let k = req.client.0 as usize;
-    let (round, client) = (u64::from(req.round), k as u64);
-    let mut rng = SplitMix64::stream(fed.task_seed, Purpose::BatchOrder, round, client);
-    let mut sgd = fed.sgd.clone();
-    sgd.epochs = fed.faults.epochs(fed.task_seed, req.round, req.client.0, sgd.epochs);
-    let indices = fed.partition.client(k);
-    let poisoned: Option<Dataset> = match &fed.faults.attack {
-        Some(Attack::LabelFlip) if fed.faults.attacks(req.client.0) => {
-            let mut data = fed.train.select(indices);
-            let mut labels = data.labels().to_vec();
-            flip_labels(&mut labels, data.num_classes()).expect("dataset labels lie below its class count");
-            data = Dataset::new(data.features().to_vec(), labels, data.dim(), data.num_classes())
-                .expect("flipped labels stay below the class count");
-            Some(data)
-        }
-        Some(Attack::Backdoor { trigger, target, poison_fraction, .. }) if fed.faults.attacks(req.client.0) => {
-            let mut attack_rng = SplitMix64::stream(fed.task_seed, Purpose::Attack, round, client);
-            // Validated when the attack was configured (image data, target below the classes).
-            backdoor_dataset(fed.train, indices, trigger, *target, *poison_fraction, &mut attack_rng).ok()
-        }
-        _ => None,
-    };
-    let local = match &poisoned {
-        Some(data) => {
-            let all: Vec<usize> = (0..data.len()).collect();
-            train_local_with_momentum(fed.model, req.params.values(), data, &all, &sgd, &mut rng, scratch, velocity)
-        }
-        None => train_local_with_momentum(
-            fed.model,
-            req.params.values(),
-            fed.train,
-            indices,
-            &sgd,
-            &mut rng,
-            scratch,
-            velocity,
-        ),
-    };
-    Update { params: local.params, num_examples: local.num_examples as u64, train_loss: local.mean_loss }
 }
 
 /// How the simulation ended.
@@ -174,61 +129,128 @@ pub enum SimEvent<'e> {
         /// The message.
         message: &'e ToCoordinator,
     },
-    /// A round closed, with the faults its clients suffered.
-    RoundClosed(&'e RoundOutcome, &'e RoundFaults),
+    /// A round closed, with the faults its clients suffered and what it cost the network.
+    RoundClosed(&'e RoundOutcome, &'e RoundFaults, &'e RoundTraffic),
 }
 
-/// A message on the simulated network.
-enum Message {
-    ToTrainer(ClientId, ToTrainer),
-    /// From a trainer.
-    ToCoordinator(ClientId, ToCoordinator),
+/// What a round cost on the network: what was sent between the close of the round before and
+/// this one's (the round's lifetime), and what its deadline cut off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoundTraffic {
+    /// Virtual milliseconds from the previous round's close (or the start) to this one's.
+    pub round_ms: u64,
+    /// Encoded bytes sent to trainers: frames, and model blobs a trainer did not hold yet.
+    pub bytes_to_trainers: u64,
+    /// Encoded bytes sent to the coordinator.
+    pub bytes_to_coordinator: u64,
+    /// Messages sent, both ways.
+    pub messages: u64,
+    /// Messages the network lost.
+    pub lost: u64,
+    /// Messages that reached a crashed trainer.
+    pub to_crashed: u64,
+    /// This round's updates (or, under secure aggregation, its "ready" and masked inputs) still
+    /// being trained or on the wire when the round closed: cut by its deadline.
+    pub cut_by_deadline: u64,
 }
 
-/// A message on its way.
-struct Delivery {
+/// What happens at a virtual time.
+enum Event {
+    /// A frame from the coordinator reaches a trainer.
+    ToTrainer { to: ClientId, frame: Vec<u8> },
+    /// A frame from a trainer reaches the coordinator; `update_of` is the round whose update
+    /// (or secure-round "ready" or masked input) it carries.
+    ToCoordinator { from: ClientId, frame: Vec<u8>, update_of: Option<u32> },
+    /// A trainer's training for `round` is done (its `life`-th life: a crash ends a life).
+    Trained { client: ClientId, life: u32, round: u32, update: Update },
+    /// A trainer crashes; it restarts `down_ms` later, if ever.
+    Crash { client: ClientId, down_ms: Option<u64> },
+    /// A crashed trainer comes back, with a fresh state.
+    Restart { client: ClientId },
+}
+
+/// An event due at a time.
+struct Scheduled {
     at: Time,
     seq: u64,
-    message: Message,
+    event: Event,
 }
 
-impl PartialEq for Delivery {
+impl PartialEq for Scheduled {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
-impl Eq for Delivery {}
-impl PartialOrd for Delivery {
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Delivery {
+impl Ord for Scheduled {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 
-/// A coordinator and its trainers on a virtual clock.
+/// A trainer node: its state machine, whether it is up, and which model blob it holds.
+struct TrainerNode {
+    trainer: Trainer,
+    up: bool,
+    /// Incremented by each crash, so training that finishes after one is dropped.
+    life: u32,
+    /// The hash of the model blob it fetched last.
+    holds: Option<[u8; 32]>,
+}
+
+/// The global models trainers may still fetch (the current one and the one before), by hash.
+#[derive(Default)]
+struct Models {
+    recent: Vec<(ModelRef, Arc<Params>, usize)>,
+}
+
+impl Models {
+    /// The reference and blob length of `params`, publishing it if it is new.
+    fn publish(&mut self, params: &Arc<Params>) -> (ModelRef, usize) {
+        if let Some((model, _, len)) = self.recent.iter().find(|(_, p, _)| Arc::ptr_eq(p, params)) {
+            return (*model, *len);
+        }
+        let model = ModelRef::of(params);
+        let len = wire::encode_model(params).len();
+        if self.recent.len() == 2 {
+            self.recent.remove(0);
+        }
+        self.recent.push((model, params.clone(), len));
+        (model, len)
+    }
+
+    fn get(&self, model: &ModelRef) -> Option<Arc<Params>> {
+        self.recent.iter().find(|(m, _, _)| m == model).map(|(_, p, _)| p.clone())
+    }
+}
+
+/// A simulated federation in progress. See the crate docs.
 pub struct Simulator<'a> {
-    federation: Federation<'a>,
+    host: Host<'a>,
     coordinator: Coordinator,
-    trainers: Vec<Trainer>,
-    network: NetworkModel,
+    trainers: Vec<TrainerNode>,
+    links: Links,
+    limits: WireLimits,
+    models: Models,
     now: Time,
-    in_flight: BinaryHeap<Reverse<Delivery>>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
     next_seq: u64,
-    /// Faults of the rounds not yet closed, by round.
-    faults: BTreeMap<u32, RoundFaults>,
-    /// Each client's momentum, kept between its rounds when `carry_momentum` is on.
-    momentum: BTreeMap<u32, Vec<f32>>,
+    /// This round's traffic so far.
+    traffic: RoundTraffic,
+    /// When the previous round closed.
+    last_close: Time,
     /// Messages the trainers sent and the caller has not seen yet (only when it asked to).
     sent: Vec<(ClientId, ToCoordinator)>,
     /// Whether to report what the trainers send ([`SimEvent::TrainerSent`]).
     report_sent: bool,
 }
 
-/// What one trainer did with the messages that reached it at one instant.
+/// What one trainer did with what reached it at one instant.
 #[derive(Default)]
 struct TrainerStep {
     /// Training it asked its host for.
@@ -237,26 +259,53 @@ struct TrainerStep {
     sent: Vec<ToCoordinator>,
 }
 
+/// What reached one trainer at one instant: messages, then finished trainings.
+#[derive(Default)]
+struct Inbox {
+    messages: Vec<ToTrainer>,
+    trained: Vec<(u32, Update)>,
+}
+
+/// Why a simulation cannot start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the network model: {0}")]
+pub struct NetworkError(String);
+
 impl<'a> Simulator<'a> {
     /// A simulation of `coordinator` with one [`Trainer`] per client of `federation` over
-    /// `network`.
-    pub fn new(federation: Federation<'a>, coordinator: Coordinator, network: NetworkModel) -> Self {
+    /// `network`; refused if the network's settings are out of range.
+    pub fn new(
+        federation: Federation<'a>,
+        coordinator: Coordinator,
+        network: NetworkModel,
+    ) -> Result<Self, NetworkError> {
         let seed = federation.task_seed;
-        let trainers =
-            (0..federation.partition.num_clients() as u32).map(|k| Trainer::new(ClientId(k), seed)).collect();
-        Self {
-            federation,
+        let clients = federation.partition.num_clients() as u32;
+        network.validate(clients).map_err(NetworkError)?;
+        let trainers = (0..clients)
+            .map(|k| TrainerNode { trainer: Trainer::new(ClientId(k), seed), up: true, life: 0, holds: None })
+            .collect();
+        let crashes = network.crashes.clone();
+        let limits = coordinator.wire_limits();
+        let mut sim = Self {
+            host: Host::new(federation),
             coordinator,
             trainers,
-            network,
+            links: Links::new(network, seed, clients),
+            limits,
+            models: Models::default(),
             now: Time(0),
-            in_flight: BinaryHeap::new(),
+            queue: BinaryHeap::new(),
             next_seq: 0,
-            faults: Default::default(),
-            momentum: Default::default(),
+            traffic: RoundTraffic::default(),
+            last_close: Time(0),
             sent: Vec::new(),
             report_sent: false,
+        };
+        for crash in crashes {
+            sim.schedule(Time(crash.at_ms), Event::Crash { client: ClientId(crash.client), down_ms: crash.down_ms });
         }
+        Ok(sim)
     }
 
     /// Reports every message a trainer sends ([`SimEvent::TrainerSent`]): what a trainer that
@@ -280,7 +329,7 @@ impl<'a> Simulator<'a> {
     /// round's outcome and faults as it closes (before the next round's clients train).
     pub fn run(&mut self, mut on_round: impl FnMut(&RoundOutcome, &RoundFaults) -> ControlFlow<()>) -> SimEnd {
         self.run_events(|event| match event {
-            SimEvent::RoundClosed(outcome, faults) => on_round(outcome, faults),
+            SimEvent::RoundClosed(outcome, faults, _) => on_round(outcome, faults),
             _ => ControlFlow::Continue(()),
         })
     }
@@ -305,8 +354,9 @@ impl<'a> Simulator<'a> {
                     }
                     Action::Record(record) => on_event(SimEvent::Record(record)),
                     Action::RoundClosed(outcome) => {
-                        let faults = self.faults.remove(&outcome.round).unwrap_or_default();
-                        on_event(SimEvent::RoundClosed(&outcome, &faults))
+                        let faults = self.host.faults.remove(&outcome.round).unwrap_or_default();
+                        let traffic = self.close_traffic(outcome.round, outcome.closed_at);
+                        on_event(SimEvent::RoundClosed(&outcome, &faults, &traffic))
                     }
                     Action::Finished(why) => return SimEnd::Finished(why),
                     // Refusals are counted in the round's outcome.
@@ -322,38 +372,98 @@ impl<'a> Simulator<'a> {
         }
     }
 
-    fn send(&mut self, at: Time, message: Message) {
+    /// The traffic of the round that just closed, with what its deadline cut; starts the next.
+    fn close_traffic(&mut self, round: u32, closed_at: Time) -> RoundTraffic {
+        let cut = self
+            .queue
+            .iter()
+            .filter(|Reverse(s)| match &s.event {
+                Event::ToCoordinator { update_of, .. } => *update_of == Some(round),
+                Event::Trained { client, life, round: r, .. } => {
+                    *r == round && self.trainers.get(client.0 as usize).is_some_and(|t| t.life == *life)
+                }
+                _ => false,
+            })
+            .count() as u64;
+        let mut traffic = std::mem::take(&mut self.traffic);
+        traffic.cut_by_deadline = cut;
+        traffic.round_ms = closed_at.0.saturating_sub(self.last_close.0);
+        self.last_close = closed_at;
+        traffic
+    }
+
+    fn schedule(&mut self, at: Time, event: Event) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.in_flight.push(Reverse(Delivery { at, seq, message }));
+        self.queue.push(Reverse(Scheduled { at, seq, event }));
     }
 
-    /// Puts a coordinator's message to `to` in flight, unless `to` drops out of the round (it
-    /// then never gets the request and never answers).
+    /// Puts `frame` on the wire between the coordinator and `client`, unless the network
+    /// loses it. `extra` bytes travel with it (a model blob).
+    fn transmit(
+        &mut self,
+        client: ClientId,
+        direction: Direction,
+        frame: Vec<u8>,
+        extra: usize,
+        event: impl FnOnce(Vec<u8>) -> Event,
+    ) -> bool {
+        let bytes = frame.len() + extra;
+        match direction {
+            Direction::ToTrainer => self.traffic.bytes_to_trainers += bytes as u64,
+            Direction::ToCoordinator => self.traffic.bytes_to_coordinator += bytes as u64,
+        }
+        self.traffic.messages += 1;
+        let at = self.links.arrival(self.now, client.0, direction, bytes);
+        if self.links.lost(self.next_seq) {
+            // The sequence number is spent either way, so a loss changes no other draw.
+            self.next_seq += 1;
+            self.traffic.lost += 1;
+            return false;
+        }
+        self.schedule(at, event(frame));
+        true
+    }
+
+    /// Puts a coordinator's message to `to` on the wire, unless `to` drops out of the round
+    /// (it then never gets the request and never answers).
     fn send_to_trainer(&mut self, to: ClientId, message: ToTrainer) {
-        let fed = &self.federation;
-        if let ToTrainer::Train(request) = &message {
-            let round = request.round;
-            if fed.faults.drops_out(fed.task_seed, round, to.0) {
-                self.faults.entry(round).or_default().dropouts += 1;
-                return;
+        if to.0 as usize >= self.trainers.len() {
+            return;
+        }
+        let (frame, extra, model) = match &message {
+            ToTrainer::Train(request) => {
+                let fed = &self.host.federation;
+                let round = request.round;
+                if fed.faults.drops_out(fed.task_seed, round, to.0) {
+                    self.host.faults.entry(round).or_default().dropouts += 1;
+                    return;
+                }
+                let silent = fed.faults.silent_after_masking(fed.task_seed, round, to.0);
+                if let Some(node) = self.trainers.get_mut(to.0 as usize) {
+                    node.trainer.set_silent_after_masking(silent);
+                }
+                let (model, blob) = self.models.publish(&request.params);
+                let held = self.trainers.get(to.0 as usize).and_then(|n| n.holds) == Some(model.hash);
+                (wire::encode_train_request(request, model), if held { 0 } else { blob }, Some(model.hash))
             }
-            let silent = fed.faults.silent_after_masking(fed.task_seed, round, to.0);
-            if let Some(trainer) = self.trainers.get_mut(to.0 as usize) {
-                trainer.set_silent_after_masking(silent);
+            _ => (wire::encode_to_trainer(&message), 0, None),
+        };
+        let arrived = self.transmit(to, Direction::ToTrainer, frame, extra, |frame| Event::ToTrainer { to, frame });
+        if let (true, Some(hash)) = (arrived, model) {
+            if let Some(node) = self.trainers.get_mut(to.0 as usize) {
+                node.holds = Some(hash);
             }
         }
-        let at = self.now.plus_ms(self.network.latency_ms);
-        self.send(at, Message::ToTrainer(to, message));
     }
 
-    /// Advances the clock to the next delivery or deadline and handles it: every message due
-    /// then is delivered (the trainers' in parallel) before a deadline due at the same time
-    /// fires. Returns false when nothing is pending.
+    /// Advances the clock to the next event or deadline and handles it: every event due then
+    /// is handled (the trainers' in parallel) before a deadline due at the same time fires.
+    /// Returns false when nothing is pending.
     fn step(&mut self) -> bool {
-        let arrival_at = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let event_at = self.queue.peek().map(|Reverse(s)| s.at);
         let timer_at = self.coordinator.poll_timeout();
-        let at = match (arrival_at, timer_at) {
+        let at = match (event_at, timer_at) {
             (Some(a), Some(t)) if a <= t => a,
             (Some(a), None) => a,
             (_, Some(t)) => {
@@ -364,55 +474,108 @@ impl<'a> Simulator<'a> {
             (None, None) => return false,
         };
         self.now = self.now.max(at);
-        let mut to_trainers: BTreeMap<ClientId, Vec<ToTrainer>> = BTreeMap::new();
-        while self.in_flight.peek().is_some_and(|Reverse(d)| d.at == at) {
-            let Reverse(delivery) = self.in_flight.pop().expect("peeked");
-            match delivery.message {
-                Message::ToTrainer(to, message) => to_trainers.entry(to).or_default().push(message),
-                Message::ToCoordinator(from, message) => self.deliver_to_coordinator(from, message),
+        let mut inboxes: BTreeMap<ClientId, Inbox> = BTreeMap::new();
+        while self.queue.peek().is_some_and(|Reverse(s)| s.at == at) {
+            let Some(Reverse(scheduled)) = self.queue.pop() else { break };
+            match scheduled.event {
+                Event::ToTrainer { to, frame } => {
+                    if !self.trainers.get(to.0 as usize).is_some_and(|t| t.up) {
+                        self.traffic.to_crashed += 1;
+                        continue;
+                    }
+                    if let Some(message) = self.receive(&frame) {
+                        inboxes.entry(to).or_default().messages.push(message);
+                    }
+                }
+                Event::ToCoordinator { from, frame, .. } => {
+                    // A refused frame is counted in the round's outcome; the round goes on.
+                    let _ = self.coordinator.handle_frame(self.now, from, &frame);
+                }
+                Event::Trained { client, life, round, update } => {
+                    if self.trainers.get(client.0 as usize).is_some_and(|t| t.up && t.life == life) {
+                        inboxes.entry(client).or_default().trained.push((round, update));
+                    }
+                }
+                Event::Crash { client, down_ms } => self.crash(client, down_ms),
+                Event::Restart { client } => {
+                    if let Some(node) = self.trainers.get_mut(client.0 as usize) {
+                        node.up = true;
+                    }
+                }
             }
         }
-        if !to_trainers.is_empty() {
-            self.run_trainers(to_trainers);
+        if !inboxes.is_empty() {
+            self.run_trainers(inboxes);
         }
         true
     }
 
-    fn deliver_to_coordinator(&mut self, from: ClientId, message: ToCoordinator) {
-        // A refused message is counted in the round's outcome; the round goes on.
-        let _ = self.coordinator.handle_message(self.now, from, message);
+    /// A trainer goes down: it forgets everything (a fresh state machine when it restarts),
+    /// and its training under way is lost.
+    fn crash(&mut self, client: ClientId, down_ms: Option<u64>) {
+        let seed = self.host.federation.task_seed;
+        let Some(node) = self.trainers.get_mut(client.0 as usize) else { return };
+        *node = TrainerNode { trainer: Trainer::new(client, seed), up: false, life: node.life + 1, holds: None };
+        if let Some(ms) = down_ms {
+            self.schedule(self.now.plus_ms(ms), Event::Restart { client });
+        }
+    }
+
+    /// The message in a frame to a trainer, its model fetched from the published blobs. A
+    /// frame a trainer cannot read is dropped, as a trainer would.
+    fn receive(&self, frame: &[u8]) -> Option<ToTrainer> {
+        match wire::decode_to_trainer(frame, self.limits).ok()? {
+            ToTrainerFrame::Train(announcement) => {
+                // The blob was checked against the reference when it was published.
+                let params = self.models.get(&announcement.model)?;
+                Some(ToTrainer::Train(TrainRequest {
+                    round: announcement.round,
+                    client: announcement.client,
+                    params,
+                    upload: announcement.upload,
+                }))
+            }
+            ToTrainerFrame::Message(message) => Some(message),
+            ToTrainerFrame::Rejected(_) => None,
+        }
     }
 
     /// The trainers handle what reached them, train if asked, and send what they have to.
-    fn run_trainers(&mut self, inbox: BTreeMap<ClientId, Vec<ToTrainer>>) {
+    fn run_trainers(&mut self, inboxes: BTreeMap<ClientId, Inbox>) {
         let now = self.now;
         // Out of `self` while they work, so the host can train beside them.
         let mut trainers = std::mem::take(&mut self.trainers);
-        // The addressed trainers only (trainer k is at index k; the inbox is in client order),
-        // so an instant costs what reaches it, not the size of the federation.
-        let mut busy: Vec<(&mut Trainer, Vec<ToTrainer>)> = Vec::with_capacity(inbox.len());
+        // The addressed trainers only (trainer k is at index k; the inboxes are in client
+        // order), so an instant costs what reaches it, not the size of the federation.
+        let mut busy: Vec<(&mut Trainer, Inbox)> = Vec::with_capacity(inboxes.len());
         let (mut rest, mut first_index) = (trainers.as_mut_slice(), 0usize);
-        for (client, messages) in inbox {
+        for (client, inbox) in inboxes {
             let Some(skip) = (client.0 as usize).checked_sub(first_index) else { continue };
-            let Some((trainer, tail)) =
-                std::mem::take(&mut rest).get_mut(skip..).and_then(<[Trainer]>::split_first_mut)
+            let Some((node, tail)) =
+                std::mem::take(&mut rest).get_mut(skip..).and_then(<[TrainerNode]>::split_first_mut)
             else {
                 break;
             };
-            busy.push((trainer, messages));
+            busy.push((&mut node.trainer, inbox));
             rest = tail;
             first_index = client.0 as usize + 1;
         }
-        // Messages first: each trainer alone, so in parallel (SecAgg+ masking is the costly part).
+        // Messages and finished trainings first: each trainer alone, so in parallel (SecAgg+
+        // masking is the costly part).
         let mut steps: Vec<TrainerStep> = busy
             .par_iter_mut()
-            .map(|(trainer, messages)| {
+            .map(|(trainer, inbox)| {
                 let mut step = TrainerStep::default();
-                for message in messages.drain(..) {
+                for message in inbox.messages.drain(..) {
                     // A trainer that refuses a message ignores it (a fault the round survives).
                     let _ = trainer.handle_message(now, message);
                 }
                 collect(trainer, &mut step);
+                for (round, update) in inbox.trained.drain(..) {
+                    // It asked for exactly this training.
+                    let _ = trainer.handle_trained(now, round, update);
+                    collect(trainer, &mut step);
+                }
                 step
             })
             .collect();
@@ -420,11 +583,17 @@ impl<'a> Simulator<'a> {
         // other updates.
         let requests: Vec<(usize, TrainRequest)> =
             steps.iter_mut().enumerate().filter_map(|(i, s)| s.train.take().map(|r| (i, r))).collect();
+        let mut later: Vec<(ClientId, u32, u64, Update)> = Vec::new();
         if !requests.is_empty() {
-            let updates = self.train(requests.iter().map(|(_, r)| r).collect());
+            let updates = self.host.train(requests.iter().map(|(_, r)| r).collect());
             let mut results: Vec<Option<(u32, Update)>> = vec![None; busy.len()];
             for ((i, request), update) in requests.into_iter().zip(updates) {
-                results[i] = Some((request.round, update));
+                let ms = self.training_ms(&request);
+                if ms == 0 {
+                    results[i] = Some((request.round, update));
+                } else {
+                    later.push((request.client, request.round, ms, update));
+                }
             }
             busy.par_iter_mut().zip(steps.par_iter_mut()).zip(results.into_par_iter()).for_each(
                 |(((trainer, _), step), result)| {
@@ -436,105 +605,47 @@ impl<'a> Simulator<'a> {
                 },
             );
         }
-        let at = now.plus_ms(self.network.latency_ms);
         let sent: Vec<(ClientId, Vec<ToCoordinator>)> =
             busy.iter().map(|(t, _)| t.client()).zip(steps.into_iter().map(|s| s.sent)).collect();
         drop(busy);
         self.trainers = trainers;
+        for (client, round, ms, update) in later {
+            let life = self.trainers.get(client.0 as usize).map_or(0, |t| t.life);
+            self.schedule(now.plus_ms(ms), Event::Trained { client, life, round, update });
+        }
         for (from, messages) in sent {
             for message in messages {
                 if self.report_sent {
                     self.sent.push((from, message.clone()));
                 }
-                self.send(at, Message::ToCoordinator(from, message));
+                let update_of = match &message {
+                    ToCoordinator::Update { round, .. }
+                    | ToCoordinator::Ready { round }
+                    | ToCoordinator::SecAgg { round, message: ClientMessage::MaskedInput { .. } } => Some(*round),
+                    ToCoordinator::SecAgg { .. } => None,
+                };
+                let frame = wire::encode_to_coordinator(&message);
+                self.transmit(from, Direction::ToCoordinator, frame, 0, |frame| Event::ToCoordinator {
+                    from,
+                    frame,
+                    update_of,
+                });
             }
         }
     }
 
-    /// Trains the requested clients in parallel and applies the round's faults; returns the
-    /// updates in request order.
-    fn train(&mut self, requests: Vec<&TrainRequest>) -> Vec<Update> {
-        let carry = self.federation.carry_momentum;
-        // Each client's carried momentum goes to the one task that trains it and comes back.
-        let mut velocities: Vec<Vec<f32>> = requests
-            .iter()
-            .map(|r| if carry { self.momentum.remove(&r.client.0).unwrap_or_default() } else { Vec::new() })
-            .collect();
-        let fed = &self.federation;
-        let mut updates: Vec<Update> = requests
-            .par_iter()
-            .zip(velocities.par_iter_mut())
-            .map_init(Scratch::default, |scratch, (req, velocity)| train_client(fed, req, scratch, velocity))
-            .collect();
-        if carry {
-            for (req, velocity) in requests.iter().zip(velocities) {
-                self.momentum.insert(req.client.0, velocity);
-            }
+    /// Virtual milliseconds `request`'s training takes on its client: 6 operations a parameter
+    /// an example an epoch run.
+    fn training_ms(&self, request: &TrainRequest) -> u64 {
+        if self.links.model().compute_gflops.is_none() {
+            return 0;
         }
-        let stats = self.apply_update_attacks(&requests, &mut updates);
-        if let Some(round) = requests.first().map(|r| r.round) {
-            let entry = self.faults.entry(round).or_default();
-            entry.byzantine += stats.byzantine;
-            entry.stragglers += stats.stragglers;
-        }
-        updates
-    }
-
-    /// Replaces the Byzantine clients' updates as their attack says (update attacks only;
-    /// data attacks happened in training). Returns the round's Byzantine and straggler counts.
-    fn apply_update_attacks(&self, requests: &[&TrainRequest], updates: &mut [Update]) -> RoundFaults {
-        let fed = &self.federation;
-        let seed = fed.task_seed;
-        let mut stats = RoundFaults::default();
-        if requests.is_empty() {
-            return stats;
-        }
-        stats.stragglers = requests
-            .iter()
-            .filter(|r| fed.faults.epochs(seed, r.round, r.client.0, fed.sgd.epochs) < fed.sgd.epochs)
-            .count();
-        let byz: Vec<usize> = (0..requests.len()).filter(|&i| fed.faults.attacks(requests[i].client.0)).collect();
-        stats.byzantine = byz.len();
-        let Some(attack) = &fed.faults.attack else { return stats };
-        if byz.is_empty() {
-            return stats;
-        }
-        let global = requests[0].params.values();
-        let deltas: Vec<Vec<f32>> =
-            updates.iter().map(|u| u.params.iter().zip(global).map(|(p, g)| p - g).collect()).collect();
-        let refs =
-            |idx: &mut dyn Iterator<Item = usize>| -> Vec<&[f32]> { idx.map(|i| deltas[i].as_slice()).collect() };
-        let collective: Option<Vec<f32>> = match attack {
-            Attack::Alie { z } => {
-                let z = z.unwrap_or_else(|| attack::alie_z(requests.len(), byz.len()).unwrap_or(0.0));
-                attack::alie(&refs(&mut byz.iter().copied()), z).ok()
-            }
-            Attack::Ipm { epsilon } => {
-                let honest: Vec<&[f32]> = refs(&mut (0..requests.len()).filter(|i| !byz.contains(i)));
-                // With no honest client in the round there is nothing to invert: send zeros.
-                attack::ipm(&honest, *epsilon).ok().or_else(|| Some(vec![0.0; global.len()]))
-            }
-            _ => None,
-        };
-        for &i in &byz {
-            let req = requests[i];
-            let mut delta = match &collective {
-                Some(c) => c.clone(),
-                None => deltas[i].clone(),
-            };
-            match attack {
-                Attack::SignFlip { scale } => attack::sign_flip(&mut delta, *scale),
-                Attack::GaussianNoise { sigma } => {
-                    let mut rng =
-                        SplitMix64::stream(seed, Purpose::Attack, u64::from(req.round), u64::from(req.client.0));
-                    attack::gaussian_noise(&mut delta, *sigma, &mut rng).expect("sigma checked by Attack::validate");
-                }
-                Attack::Backdoor { boost, .. } => attack::scale(&mut delta, *boost),
-                Attack::LabelFlip | Attack::Alie { .. } | Attack::Ipm { .. } => {}
-            }
-            updates[i].params = global.iter().zip(&delta).map(|(g, d)| g + d).collect();
-        }
-        stats
+        let fed = &self.host.federation;
+        let k = request.client.0;
+        let examples = fed.partition.client(k as usize).len() as f64;
+        let epochs = fed.faults.epochs(fed.task_seed, request.round, k, fed.sgd.epochs) as f64;
+        let operations = 6.0 * request.params.values().len() as f64 * examples * epochs;
+        self.links.compute_ms(k, operations)
     }
 }
 
