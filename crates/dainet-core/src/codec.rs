@@ -136,3 +136,66 @@ pub fn decode<T: DeserializeOwned>(
     }
     Ok(value)
 }
+
+/// A 4-byte value that travels as its little-endian bytes.
+pub trait LeWord: Copy {
+    /// Its little-endian bytes.
+    fn to_le(self) -> [u8; 4];
+    /// The value of little-endian `bytes`.
+    fn from_le(bytes: [u8; 4]) -> Self;
+}
+
+impl LeWord for f32 {
+    fn to_le(self) -> [u8; 4] {
+        self.to_le_bytes()
+    }
+    fn from_le(bytes: [u8; 4]) -> Self {
+        f32::from_le_bytes(bytes)
+    }
+}
+
+impl LeWord for u32 {
+    fn to_le(self) -> [u8; 4] {
+        self.to_le_bytes()
+    }
+    fn from_le(bytes: [u8; 4]) -> Self {
+        u32::from_le_bytes(bytes)
+    }
+}
+
+/// `values` as little-endian bytes: a view without a copy on little-endian machines (the
+/// formats' byte order), a converted copy elsewhere.
+pub fn le_bytes<T: LeWord>(values: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: f32 and u32 (the only LeWords) have no padding and every byte of them is
+        // initialised; u8 has alignment 1; the length is the slice's size in bytes. On a
+        // little-endian machine these are exactly the bytes `to_le` would give.
+        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+        std::borrow::Cow::Borrowed(bytes)
+    }
+    #[cfg(not(target_endian = "little"))]
+    std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le()).collect())
+}
+
+/// The values of little-endian `bytes`, or `None` if their length is not a multiple of 4.
+pub fn from_le_bytes<T: LeWord>(bytes: &[u8]) -> Option<Vec<T>> {
+    let (words, rest) = bytes.as_chunks::<4>();
+    rest.is_empty().then(|| words.iter().map(|w| T::from_le(*w)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn le_bytes_round_trip_bit_for_bit() {
+        let values = [1.0f32, -0.0, f32::from_bits(0x7fc0_1234), f32::INFINITY];
+        let bytes = le_bytes(&values);
+        assert_eq!(&bytes[..4], &1.0f32.to_le_bytes());
+        let back: Vec<f32> = from_le_bytes(&bytes).unwrap();
+        assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), values.map(f32::to_bits));
+        assert_eq!(le_bytes(&[0x0102_0304u32])[..], [4, 3, 2, 1]);
+        assert_eq!(from_le_bytes::<u32>(&[1, 2, 3]), None);
+    }
+}

@@ -187,24 +187,9 @@ fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, S
     data.extend_from_slice(&(head.len() as u64).to_le_bytes());
     data.extend_from_slice(&head);
     for (_, _, values) in tensors {
-        extend_le_bytes(&mut data, values);
+        data.extend_from_slice(&dainet_core::codec::le_bytes(values));
     }
     data
-}
-
-/// Appends `values` as little-endian bytes: one copy on little-endian machines (the format's
-/// order), a conversion per value elsewhere.
-fn extend_le_bytes(data: &mut Vec<u8>, values: &[f32]) {
-    #[cfg(target_endian = "little")]
-    {
-        // SAFETY: f32 has no padding and every byte of it is initialised; u8 has alignment 1;
-        // the length is the slice's size in bytes. On a little-endian machine these are
-        // exactly the bytes `to_le_bytes` would give.
-        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
-        data.extend_from_slice(bytes);
-    }
-    #[cfg(not(target_endian = "little"))]
-    data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
 }
 
 /// Reads a model file written by [`save_model`].

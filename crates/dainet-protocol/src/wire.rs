@@ -152,6 +152,14 @@ pub fn encode_model(params: &Params) -> Vec<u8> {
     codec::encode(WIRE_VERSION, &F32s(Cow::Borrowed(params.values())))
 }
 
+/// The length of [`encode_model`]'s blob of `values` values, without encoding it.
+pub fn model_blob_len(values: usize) -> usize {
+    let bytes = values.saturating_mul(4);
+    // postcard's length prefix: a varint, 7 bits a byte.
+    let prefix = (usize::BITS - bytes.leading_zeros()).div_ceil(7).max(1) as usize;
+    1 + prefix + bytes
+}
+
 /// The model in `bytes`, if it is the one `expected` names and fits `layout`.
 pub fn decode_model(bytes: &[u8], expected: &ModelRef, layout: &Arc<Layout>) -> Result<Params, WireError> {
     let max = usize::try_from(expected.values)
@@ -596,13 +604,13 @@ struct Share(ShareBytes);
 
 impl Serialize for F32s<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&le_bytes(self.0.iter().map(|v| v.to_le_bytes())))
+        serializer.serialize_bytes(&codec::le_bytes(&self.0))
     }
 }
 
 impl Serialize for U32s<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&le_bytes(self.0.iter().map(|v| v.to_le_bytes())))
+        serializer.serialize_bytes(&codec::le_bytes(&self.0))
     }
 }
 
@@ -614,15 +622,13 @@ impl Serialize for Share {
 
 impl<'de> Deserialize<'de> for F32s<'_> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let words = deserializer.deserialize_bytes(WordsVisitor)?;
-        Ok(F32s(Cow::Owned(words.into_iter().map(f32::from_le_bytes).collect())))
+        deserializer.deserialize_bytes(WordsVisitor(std::marker::PhantomData)).map(|v| F32s(Cow::Owned(v)))
     }
 }
 
 impl<'de> Deserialize<'de> for U32s<'_> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let words = deserializer.deserialize_bytes(WordsVisitor)?;
-        Ok(U32s(Cow::Owned(words.into_iter().map(u32::from_le_bytes).collect())))
+        deserializer.deserialize_bytes(WordsVisitor(std::marker::PhantomData)).map(|v| U32s(Cow::Owned(v)))
     }
 }
 
@@ -642,27 +648,15 @@ impl<'de> Deserialize<'de> for Share {
     }
 }
 
-fn le_bytes(words: impl ExactSizeIterator<Item = [u8; 4]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(words.len() * 4);
-    for word in words {
-        out.extend_from_slice(&word);
-    }
-    out
-}
+/// A byte string read as 4-byte little-endian words (its length must be a multiple of 4).
+struct WordsVisitor<T>(std::marker::PhantomData<T>);
 
-/// A byte string read as 4-byte words (its length must be a multiple of 4).
-struct WordsVisitor;
-
-impl serde::de::Visitor<'_> for WordsVisitor {
-    type Value = Vec<[u8; 4]>;
+impl<T: codec::LeWord> serde::de::Visitor<'_> for WordsVisitor<T> {
+    type Value = Vec<T>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a byte string of 4-byte words")
     }
-    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
-        let (words, rest) = bytes.as_chunks::<4>();
-        if !rest.is_empty() {
-            return Err(E::invalid_length(bytes.len(), &self));
-        }
-        Ok(words.to_vec())
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<T>, E> {
+        codec::from_le_bytes(bytes).ok_or_else(|| E::invalid_length(bytes.len(), &self))
     }
 }

@@ -417,3 +417,10 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_model_blob_length_is_known_without_encoding() {
+    for n in [0usize, 1, 31, 32, 4_095, 4_096, 199_210, 1 << 20] {
+        assert_eq!(wire::model_blob_len(n), encode_model(&params(vec![0.25; n])).len(), "{n} values");
+    }
+}

@@ -216,7 +216,7 @@ impl Models {
             return (*model, *len);
         }
         let model = ModelRef::of(params);
-        let len = wire::encode_model(params).len();
+        let len = wire::model_blob_len(params.values().len());
         if self.recent.len() == 2 {
             self.recent.remove(0);
         }
