@@ -147,9 +147,14 @@ fn round_line(r: &RoundRecord, rounds: u32) -> String {
             n.round_ms
         );
     }
-    let refused: u32 = r.rejected.values().sum();
+    // Answers that arrive after their round closed are late, not bad: say so apart.
+    let late = r.rejected.get("late").copied().unwrap_or(0);
+    let refused: u32 = r.rejected.values().sum::<u32>() - late;
     if refused > 0 {
         line += &format!("  refused {refused}");
+    }
+    if late > 0 {
+        line += &format!("  late {late}");
     }
     if let Some(why) = &r.not_aggregated_because {
         line += &format!("  NOT AGGREGATED: {why}");
