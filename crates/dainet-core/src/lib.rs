@@ -6,6 +6,7 @@
 //! - [`params`]: [`Params`], a model's parameters as one flat `f32` vector with a
 //!   [`Layout`] naming each tensor and its shape.
 //! - [`file`]: files written whole or not at all.
+//! - [`text`]: quoting untrusted values in error messages, a short excerpt at most.
 //!
 //! Stability: ALPHA (breaking changes expected).
 #![deny(missing_docs)]
@@ -14,6 +15,7 @@ pub mod file;
 pub mod params;
 pub mod rng;
 pub mod special;
+pub mod text;
 
 pub use params::{Layout, LayoutError, Params, TensorSpec};
 
