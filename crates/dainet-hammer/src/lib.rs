@@ -13,18 +13,13 @@
 //!   [`long_run`] runs it on [`long_run_inputs`] inputs (10^6 unless `DAINET_HAMMER_INPUTS`
 //!   says otherwise), prints one line, and fails if any input panicked.
 //!
-//! Adding a decoder to the long run is one line in its crate's `tests/decoders.rs`:
+//! Adding a decoder to the long run is one line in its crate's `tests/decoders.rs`, in a test
+//! marked `#[test]` and `#[ignore = "long run: …"]`:
 //!
-//! ```
+//! ```no_run
 //! # fn decode(bytes: &[u8]) -> Result<u8, ()> { bytes.first().copied().ok_or(()) }
 //! # let seeds = vec![vec![1u8, 2, 3]];
-//! # std::env::set_var("DAINET_HAMMER_INPUTS", "1000");
-//! #[test]
-//! #[ignore = "long run: cargo test --release -- --ignored --nocapture"]
-//! fn long_run_my_message() {
-//!     dainet_hammer::long_run("my-message", &seeds, |bytes| decode(bytes).is_ok());
-//! }
-//! # long_run_my_message();
+//! dainet_hammer::long_run("my-message", &seeds, |bytes| decode(bytes).is_ok());
 //! ```
 //!
 //! and runs with `cargo test --release -p CRATE --test decoders -- --ignored --nocapture`.

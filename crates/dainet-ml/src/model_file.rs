@@ -224,10 +224,11 @@ fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, S
     let mut info = metadata.clone();
     info.remove(HASH_KEY);
     info.insert(FORMAT_KEY.into(), FORMAT.into());
-    let mut sorted: Vec<(&str, &[usize], std::borrow::Cow<'_, [u8]>)> =
-        tensors.iter().map(|(name, shape, values)| (*name, *shape, le_bytes(values))).collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let hash = content_hash(&info, sorted.iter().map(|(name, shape, data)| (*name, "F32", *shape, data.as_ref())));
+    // The hash takes the tensors in name order, whatever order the file stores them in.
+    let data: Vec<_> = tensors.iter().map(|(_, _, values)| le_bytes(values)).collect();
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| tensors[a].0.cmp(tensors[b].0));
+    let hash = content_hash(&info, order.iter().map(|&i| (tensors[i].0, "F32", tensors[i].1, data[i].as_ref())));
     info.insert(HASH_KEY.into(), hash);
     header.insert("__metadata__".into(), serde_json::json!(info));
     // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
