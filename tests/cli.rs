@@ -247,6 +247,28 @@ fn batch_size_beyond_any_mini_batch() {
     assert!(err.contains("--batch-size") && !err.contains("panicked"), "{err}");
 }
 
+/// issue 11: a 50 MB config value was echoed whole, and a cause printed twice.
+#[test]
+fn errors_quote_a_short_excerpt_and_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("big.toml");
+    std::fs::write(&config, format!("rounds = \"{}\"\n", "x".repeat(50_000_000))).unwrap();
+    let o = dainet(&["simulate", "--config", s(&config)]);
+    assert_clean_error(&o, "big.toml: line 1");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.len() < 1024 && err.contains("… (50000000 bytes)"), "{} bytes: {}", err.len(), &err[..200]);
+    let key = dir.path().join("k.key");
+    assert!(dainet(&["keygen", "--out", s(&key)]).status.success());
+    let missing = dir.path().join("missing.genesis");
+    let node = dir.path().join("node");
+    let args =
+        ["ledger", "node", "--key", s(&key), "--genesis", s(&missing), "--dir", s(&node), "--listen", "127.0.0.1:1"];
+    let o = dainet(&args);
+    assert_clean_error(&o, "missing.genesis");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
 #[test]
 fn bench_numbers_are_bounded_by_their_flags() {
     for (args, flag) in [

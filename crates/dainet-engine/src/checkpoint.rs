@@ -14,7 +14,7 @@
 use crate::error::EngineError;
 use crate::plan::Plan;
 use crate::run::{RoundRecord, Start};
-use dainet_core::text::excerpt;
+use dainet_core::text::{excerpt, shorten, EXCERPT_CHARS};
 use dainet_core::Params;
 use dainet_ml::model::ModelSpec;
 use dainet_ml::model_file::{decode_model, load_tensors, save_model, save_tensors};
@@ -104,8 +104,9 @@ pub fn decode_checkpoint(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         |key: &str| file.metadata.get(key).ok_or_else(|| refuse(format!("not a checkpoint (no {key:?} metadata)")));
     let round: u32 = get(ROUND_KEY)?.parse().map_err(|e| refuse(format!("bad {ROUND_KEY:?}: {e}")))?;
     let fingerprint = get(FINGERPRINT_KEY)?.clone();
-    let history: History = serde_json::from_str(get(HISTORY_KEY)?)
-        .map_err(|e| refuse(format!("corrupt {HISTORY_KEY:?} metadata: {e}")))?;
+    let history: History = serde_json::from_str(get(HISTORY_KEY)?).map_err(|e| {
+        refuse(format!("corrupt {HISTORY_KEY:?} metadata: {}", shorten(&e.to_string(), 4 * EXCERPT_CHARS)))
+    })?;
     let dp_clip_norm = match file.metadata.get(DP_CLIP_KEY) {
         Some(text) => Some(
             text.parse::<f64>()

@@ -328,22 +328,19 @@ pub mod limits {
 use limits::*;
 
 /// Checks `lo <= value <= hi` (a NaN fails), naming the setting, the range and the value.
-fn within<T: PartialOrd + std::fmt::Display>(
-    name: &str,
-    value: T,
-    lo: T,
-    hi: T,
-    what: &str,
-) -> Result<(), EngineError> {
+///
+/// Values print with `{:?}`, which writes a float in its shortest exact form (`1e300`, not 301
+/// digits) and an integer as it is.
+fn within<T: PartialOrd + std::fmt::Debug>(name: &str, value: T, lo: T, hi: T, what: &str) -> Result<(), EngineError> {
     if lo <= value && value <= hi {
         Ok(())
     } else {
-        invalid(format!("{name} = {value} is outside [{lo}, {hi}]: {what}"))
+        invalid(format!("{name} = {value:?} is outside [{lo:?}, {hi:?}]: {what}"))
     }
 }
 
 /// [`within`] for an optional setting: nothing to check when it is off.
-fn within_opt<T: PartialOrd + std::fmt::Display>(
+fn within_opt<T: PartialOrd + std::fmt::Debug>(
     name: &str,
     value: Option<T>,
     lo: T,
@@ -357,8 +354,8 @@ fn within_opt<T: PartialOrd + std::fmt::Display>(
 fn positive(name: &str, value: f64, hi: f64, what: &str) -> Result<(), EngineError> {
     match (value > 0.0 && value.is_finite() && value <= hi, hi.is_finite()) {
         (true, _) => Ok(()),
-        (false, true) => invalid(format!("{name} = {value} is outside (0, {hi}]: {what}")),
-        (false, false) => invalid(format!("{name} = {value} must be a finite number above 0: {what}")),
+        (false, true) => invalid(format!("{name} = {value:?} is outside (0, {hi:?}]: {what}")),
+        (false, false) => invalid(format!("{name} = {value:?} must be a finite number above 0: {what}")),
     }
 }
 
@@ -372,7 +369,7 @@ fn below_one(name: &str, value: f64, what: &str) -> Result<(), EngineError> {
     if (0.0..1.0).contains(&value) {
         Ok(())
     } else {
-        invalid(format!("{name} = {value} is outside [0, 1): {what}"))
+        invalid(format!("{name} = {value:?} is outside [0, 1): {what}"))
     }
 }
 
@@ -456,7 +453,7 @@ impl TaskConfig {
         within_opt("multi_krum_m", self.multi_krum_m, 1, clients, "updates multi-krum averages")?;
         ensure!(
             (0.0..0.5).contains(&self.trim_beta),
-            "trim_beta = {} is outside [0, 0.5): the share trimmed at each end",
+            "trim_beta = {:?} is outside [0, 0.5): the share trimmed at each end",
             self.trim_beta
         );
         positive("cc_tau", self.cc_tau, MAX_FACTOR, "centered clipping's radius")?;
@@ -633,8 +630,8 @@ mod tests {
             (|s| s.task.rounds = u32::MAX, "rounds = 4294967295 is outside [1, 1000000]"),
             (|s| s.task.epochs = usize::MAX, "epochs"),
             (|s| s.task.hidden = vec![usize::MAX], "hidden = 18446744073709551615"),
-            (|s| s.task.momentum = 1.0, "momentum = 1 is outside [0, 1)"),
-            (|s| s.task.lr = 1e300, "lr = 1e300 is outside (0, 1000000]"),
+            (|s| s.task.momentum = 1.0, "momentum = 1.0 is outside [0, 1)"),
+            (|s| s.task.lr = 1e300, "lr = 1e300 is outside (0, 1000000.0]"),
             (|s| s.task.cc_iterations = usize::MAX, "cc_iterations"),
             (|s| s.task.secagg_quantization_range = u32::MAX, "secagg_quantization_range"),
             (|s| s.task.round_timeout_ms = Some(u64::MAX), "round_timeout_ms"),

@@ -34,7 +34,8 @@
 //! `safetensors` crate, which validates the header and offsets.
 
 use crate::model::{ModelSpec, ModelSpecError};
-use dainet_core::text::excerpt;
+// The parser's message may quote a header value whole (serde's `unknown variant …`).
+use dainet_core::text::{excerpt, shorten, EXCERPT_CHARS};
 use dainet_core::Params;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
@@ -292,7 +293,10 @@ fn open_checked<'b>(
     path: &Path,
     bytes: &'b [u8],
 ) -> Result<(SafeTensors<'b>, BTreeMap<String, String>), ModelFileError> {
-    let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
+    let format = |e: safetensors::SafeTensorError| ModelFileError::Format {
+        path: path.into(),
+        reason: shorten(&e.to_string(), 4 * EXCERPT_CHARS),
+    };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(format)?;
     let file = SafeTensors::deserialize(bytes).map_err(format)?;
     let mut metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
