@@ -8,6 +8,7 @@
 //! result when it plans the run.
 
 use anyhow::{Context, Result};
+use dainet_core::text::{excerpt, shorten, EXCERPT_CHARS};
 use dainet_engine::config::{AttackKind, DatasetKind, DpNoise, ModelKind, PartitionKind, Settings};
 use dainet_sim::Crash;
 use serde::Deserialize;
@@ -308,23 +309,55 @@ pub fn resolve(file: Option<&Path>, flags: ConfigPatch) -> Result<Settings> {
     let mut settings = Settings::default();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
-        let patch: ConfigPatch = toml::from_str(&text).map_err(|e| {
-            let msg = e.message().to_string();
-            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-            match line {
-                Some(line) => anyhow::anyhow!("{}: line {line}: {msg}", path.display()),
-                None => anyhow::anyhow!("{}: {msg}", path.display()),
-            }
-        })?;
-        apply(&mut settings, patch);
+        apply(&mut settings, parse_config(path, &text)?);
     }
     apply(&mut settings, flags);
     Ok(settings)
 }
 
+/// Parses the text of a TOML config file (`path` names it in errors): an error names the file
+/// and the line, and quotes at most a short excerpt of a bad key or value. Never panics.
+pub fn parse_config(path: &Path, text: &str) -> Result<ConfigPatch> {
+    toml::from_str(text).map_err(|e| {
+        let msg = shorten_quotes(e.message());
+        let line = e.span().and_then(|s| text.get(..s.start)).map(|before| before.matches('\n').count() + 1);
+        match line {
+            Some(line) => anyhow::anyhow!("{}: line {line}: {msg}", path.display()),
+            None => anyhow::anyhow!("{}: {msg}", path.display()),
+        }
+    })
+}
+
+/// `message` with every quoted run (between two `"` or two backticks) longer than an excerpt
+/// cut to one: toml and serde quote a bad key or string value whole, which may be megabytes.
+fn shorten_quotes(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        let inner = &rest[open + 1..];
+        let Some(close) = inner.find(quote) else { break };
+        out.push_str(&rest[..open]);
+        let quoted = &inner[..close];
+        if quoted.chars().count() > EXCERPT_CHARS {
+            out.push_str(&excerpt(quoted).to_string());
+        } else {
+            out.push(quote);
+            out.push_str(quoted);
+            out.push(quote);
+        }
+        rest = &inner[close + 1..];
+    }
+    out.push_str(rest);
+    // A message that quotes nothing but is still huge (it should not happen) is cut too.
+    shorten(&out, 64 * EXCERPT_CHARS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dainet_hammer::{arbitrary_bytes, long_run, mutated};
+    use proptest::prelude::*;
 
     fn write(text: &str) -> tempfile::NamedTempFile {
         let f = tempfile::NamedTempFile::new().unwrap();
@@ -387,5 +420,68 @@ mod tests {
         assert_eq!(s.simulation.attack, Some(AttackKind::Ipm));
         assert_eq!((s.simulation.dataset, s.simulation.partition), (DatasetKind::Synthetic, PartitionKind::Natural));
         assert_eq!((s.task.dp_noise, s.task.model), (DpNoise::Distributed, ModelKind::Lr));
+    }
+
+    /// The TOML config decoder as `dainet simulate --config` runs it (a file that is not UTF-8
+    /// is refused by the read): parse, apply, validate. An error stays a few lines long.
+    fn toml_config(bytes: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(bytes) else { return false };
+        match parse_config(Path::new("c.toml"), text) {
+            Ok(patch) => {
+                let mut settings = Settings::default();
+                apply(&mut settings, patch);
+                settings.validate().map_err(|e| assert!(e.to_string().len() < 1024, "{e}")).is_ok()
+            }
+            Err(e) => {
+                assert!(e.to_string().len() <= 80 * EXCERPT_CHARS, "{} bytes", e.to_string().len());
+                false
+            }
+        }
+    }
+
+    fn toml_seeds() -> Vec<Vec<u8>> {
+        [
+            "rounds = 7\nlr = 0.1\nhidden = [64, 32]\nlatency_ms = 5\n",
+            "dataset = \"synthetic\"\npartition = \"natural\"\nstrategy = \"krum\"\nrobust_f = 1\nbyzantine = 0.2\nattack = \"ipm\"\n",
+            "dp_noise_multiplier = 1.1\ndp_clip_norm = 0.5\ndp_adaptive_clip = true\nsecagg = true\nout = \"runs/x\"\n",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+    }
+
+    #[test]
+    fn the_toml_seeds_are_valid() {
+        assert!(toml_seeds().iter().all(|b| toml_config(b)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn toml_configs_never_panic(bytes in prop_oneof![arbitrary_bytes(), mutated(toml_seeds())]) {
+            toml_config(&bytes);
+        }
+    }
+
+    /// issue 11: a 50 MB config value was echoed whole.
+    #[test]
+    fn a_huge_value_or_key_is_quoted_as_a_short_excerpt() {
+        let huge = "x".repeat(50_000_000);
+        for text in [format!("rounds = \"{huge}\"\n"), format!("{huge} = 1\n")] {
+            let e = format!("{:#}", parse_config(Path::new("c.toml"), &text).unwrap_err());
+            assert!(e.len() < 4 * 1024, "{} bytes: {}", e.len(), &e[..400]);
+            assert!(e.contains("… (50000000 bytes)"), "{e}");
+        }
+        let f = write(&format!("dataset = \"synthetic\"\npartition = \"natural\"\nstrategy = \"{huge}\"\n"));
+        let settings = resolve(Some(f.path()), ConfigPatch::default()).unwrap();
+        let e = dainet_engine::plan(settings).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("unknown strategy") && e.len() < 1024, "{} bytes", e.len());
+    }
+
+    #[test]
+    #[ignore = "long run: cargo test --release --bin dainet config::tests::long_run -- --ignored --nocapture"]
+    fn long_run_toml_config() {
+        long_run("cli-toml-config", &toml_seeds(), toml_config);
     }
 }

@@ -93,6 +93,11 @@ fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series
     let (y_min, y_max) = fold(|p| p.1);
     let (x_lo, x_hi) = padded(x_min, x_max, 0.0);
     let (y_lo, y_hi) = padded(y_min, y_max, 0.05);
+    // A span past f64 (values near ±1.8e308, from a damaged report) would make the axis
+    // infinite, and plotters then never finishes laying it out.
+    if ![x_hi - x_lo, y_hi - y_lo].iter().all(|span| span.is_finite()) {
+        bail!("values too large to plot: x from {x_min} to {x_max}, y from {y_min} to {y_max}");
+    }
 
     ensure_font()?;
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing failed: {e}");
@@ -228,6 +233,17 @@ mod tests {
         assert!(msg.contains("nothing to plot"), "{msg}");
         assert!(msg.contains("nan.png"), "{msg}");
         assert!(line_chart(&path, "t", "x", "y", &[]).is_err());
+        assert!(!path.exists());
+    }
+
+    /// `dainet compare` on a report whose values span all of f64 hung in plotters.
+    #[test]
+    fn values_spanning_all_of_f64_are_an_error_not_a_hang() {
+        let dir = TempDir::new("huge");
+        let path = dir.0.join("huge.png");
+        let huge = [Series { label: "huge".into(), points: vec![(0.0, -1e308), (1e308, 1e308)] }];
+        let msg = format!("{:#}", line_chart(&path, "t", "x", "y", &huge).unwrap_err());
+        assert!(msg.contains("values too large to plot"), "{msg}");
         assert!(!path.exists());
     }
 

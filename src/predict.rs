@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use dainet_ml::data::csv::{load_csv, load_csv_features, ColumnRef, CsvOptions};
 use dainet_ml::data::idx::read_idx;
 use dainet_ml::eval::predict_proba;
-use dainet_ml::model_file::load_model;
+use dainet_ml::model_file::{load_model, ModelFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -59,9 +59,32 @@ fn read_rows(path: &Path, dim: usize, label_column: Option<&str>) -> Result<(Vec
     Ok((x, labels))
 }
 
+/// Refuses a model with a NaN or infinite weight: it would print a class for every row with
+/// NaN probabilities, an answer that looks like one and is not (a run that diverged saves
+/// such a model).
+fn refuse_non_finite(path: &Path, file: &ModelFile) -> Result<()> {
+    let values = file.params.values();
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+        let layout = file.params.layout();
+        let tensor = (0..layout.tensors().len())
+            .find(|&i| layout.range(i).contains(&first))
+            .map_or("?", |i| layout.tensors()[i].name.as_str());
+        bail!(
+            "{}: {bad} of the model's {} weights are not finite numbers (the first, in tensor {tensor}, is {}); \
+             the training that wrote it diverged: lower --lr or pick an earlier checkpoint",
+            path.display(),
+            values.len(),
+            values[first]
+        );
+    }
+    Ok(())
+}
+
 /// Runs `dainet predict`, printing `row<TAB>class[<TAB>p0 p1 …]` per input row.
 pub fn predict(args: PredictArgs) -> Result<()> {
     let file = load_model(&args.model)?;
+    refuse_non_finite(&args.model, &file)?;
     let model = file.spec.build();
     let dim = model.input_dim();
     let (x, labels) = read_rows(&args.input, dim, args.label_column.as_deref())?;

@@ -274,6 +274,91 @@ fn batch_size_zero() {
     assert_clean_error(&dainet(&["simulate", "--batch-size", "0"]), "batch_size");
 }
 
+/// issue 11: `--batch-size 4294967295` aborted the process on a 13 TB allocation and
+/// `--batch-size 18446744073709551615` panicked; both are settings out of range.
+#[test]
+fn batch_size_beyond_any_mini_batch() {
+    for huge in ["4294967295", "18446744073709551615"] {
+        let o = dainet(&["simulate", "--batch-size", huge, "--rounds", "1"]);
+        assert_clean_error(&o, &format!("batch_size = {huge} is outside [1, 1048576]"));
+    }
+    // Past usize: clap refuses it while parsing, with its usual usage lines and exit code 2.
+    let o = dainet(&["simulate", "--batch-size", "18446744073709551616"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--batch-size") && !err.contains("panicked"), "{err}");
+}
+
+/// issue 11: a 50 MB config value was echoed whole, and a cause printed twice.
+#[test]
+fn errors_quote_a_short_excerpt_and_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("big.toml");
+    std::fs::write(&config, format!("rounds = \"{}\"\n", "x".repeat(50_000_000))).unwrap();
+    let o = dainet(&["simulate", "--config", s(&config)]);
+    assert_clean_error(&o, "big.toml: line 1");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.len() < 1024 && err.contains("… (50000000 bytes)"), "{} bytes: {}", err.len(), &err[..200]);
+    let key = dir.path().join("k.key");
+    assert!(dainet(&["keygen", "--out", s(&key)]).status.success());
+    let missing = dir.path().join("missing.genesis");
+    let node = dir.path().join("node");
+    let args =
+        ["ledger", "node", "--key", s(&key), "--genesis", s(&missing), "--dir", s(&node), "--listen", "127.0.0.1:1"];
+    let o = dainet(&args);
+    assert_clean_error(&o, "missing.genesis");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[test]
+fn bench_numbers_are_bounded_by_their_flags() {
+    for (args, flag) in [
+        (&["bench", "aggregation", "--updates", "0"][..], "--updates"),
+        (&["bench", "aggregation", "--params", "18446744073709551615"][..], "--params"),
+        (&["bench", "secagg", "--clients", "100,0"][..], "--clients"),
+        (&["bench", "robustness", "--byzantine", "1.5"][..], "--byzantine"),
+        (&["bench", "ledger", "--duration", "1e300"][..], "--duration"),
+    ] {
+        let o = dainet(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn predict_refuses_a_model_with_non_finite_weights() {
+    use dainet_ml::model_file::save_model;
+    use dainet_ml::ModelSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let spec: ModelSpec = "mlp:784-10".parse().unwrap();
+    let params = spec.build().init(1);
+    let mut values = params.values().to_vec();
+    values[17] = f32::NAN;
+    let nan = dainet_core::Params::new(params.layout().clone(), values).unwrap();
+    let model = dir.path().join("model.safetensors");
+    save_model(&model, &spec, &nan, &Default::default()).unwrap();
+    let o = dainet(&["predict", "--model", s(&model), "--input", s(&mnist("mnist10k-images-idx3-ubyte.gz"))]);
+    assert_clean_error(&o, "1 of the model's 7850 weights are not finite numbers");
+    assert!(o.stdout.is_empty(), "no class is printed for a NaN model");
+}
+
+#[test]
+fn resume_from_a_damaged_checkpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dainet(&["simulate", "--out", s(dir.path()), "--rounds", "1", "--model", "lr", "--checkpoint-every", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ckpt = dir.path().join("checkpoints/round-0001.safetensors");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let resumed = tempfile::tempdir().unwrap();
+    let o = dainet(&["simulate", "--out", s(resumed.path()), "--rounds", "2", "--model", "lr", "--resume", s(&ckpt)]);
+    assert_clean_error(&o, "round-0001.safetensors: the file is damaged");
+}
+
 #[test]
 fn fraction_outside_zero_one() {
     assert_clean_error(&dainet(&["simulate", "--fraction", "1.5"]), "fraction");

@@ -23,13 +23,13 @@ use std::time::Instant;
 #[derive(Debug, clap::Args)]
 pub struct AggregationArgs {
     /// Updates per round.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = super::bounds::count(1, 100_000), default_value_t = 100)]
     pub updates: usize,
     /// Parameters per update.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, value_parser = super::bounds::count(1, 1 << 28), default_value_t = 10_000_000)]
     pub params: usize,
     /// Repetitions; the best time of each is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = super::bounds::count(1, 1_000), default_value_t = 3)]
     pub repeat: usize,
 }
 

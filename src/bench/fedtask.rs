@@ -38,7 +38,7 @@ pub struct FedtaskArgs {
     #[arg(long, value_enum, default_value = "iid")]
     pub partition: FedtaskPartition,
     /// Rounds R.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_parser = super::bounds::count32(1, 100_000), default_value_t = 50)]
     pub rounds: u32,
 }
 

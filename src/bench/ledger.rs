@@ -46,16 +46,16 @@ const DEFAULT_RATE: u32 = 6_000;
 #[derive(Debug, clap::Args)]
 pub struct LedgerArgs {
     /// Validator processes to run.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = super::bounds::count(1, 64), default_value_t = 4)]
     pub validators: usize,
     /// Total offered load, transactions per second, split evenly across the validators.
-    #[arg(long, default_value_t = DEFAULT_RATE)]
+    #[arg(long, value_parser = super::bounds::count32(1, 1_000_000), default_value_t = DEFAULT_RATE)]
     pub rate: u32,
     /// Seconds each validator runs (connecting, load, drain).
-    #[arg(long, default_value_t = 14.0)]
+    #[arg(long, value_parser = super::bounds::seconds, default_value_t = 14.0)]
     pub duration: f64,
     /// Seconds at the end of the run without new submissions, so the last ones can finalize.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, value_parser = super::bounds::seconds, default_value_t = 2.0)]
     pub drain: f64,
     /// Keep the keys, genesis, ledgers and logs in this new folder instead of a temporary one.
     #[arg(long, value_name = "DIR")]

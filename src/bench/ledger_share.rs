@@ -20,7 +20,7 @@ use std::time::Instant;
 #[derive(Debug, clap::Args)]
 pub struct LedgerShareArgs {
     /// Runs of each variant (the medians are compared).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = super::bounds::count32(1, 100), default_value_t = 3)]
     pub repeat: u32,
     /// TOML file of `simulate` settings; the flags below override it.
     #[arg(long)]

@@ -53,3 +53,39 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 fn loadavg() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
+
+/// Parsers that bound the benchmarks' numeric flags: clap checks each flag's range before a
+/// benchmark runs, and its error names the flag, the range and the value given.
+pub(crate) mod bounds {
+    use clap::builder::RangedU64ValueParser;
+
+    /// A count (`usize`) in `lo..=hi`.
+    pub fn count(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
+        RangedU64ValueParser::<usize>::new().range(lo..=hi)
+    }
+
+    /// A count (`u32`) in `lo..=hi`.
+    pub fn count32(lo: u64, hi: u64) -> RangedU64ValueParser<u32> {
+        RangedU64ValueParser::<u32>::new().range(lo..=hi)
+    }
+
+    fn float_in(text: &str, lo: f64, hi: f64, open_hi: bool) -> Result<f64, String> {
+        let v: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+        let inside = lo <= v && if open_hi { v < hi } else { v <= hi };
+        if inside {
+            Ok(v)
+        } else {
+            Err(format!("{v} is not in [{lo}, {hi}{}", if open_hi { ")" } else { "]" }))
+        }
+    }
+
+    /// Seconds in `[0, 3600]`.
+    pub fn seconds(text: &str) -> Result<f64, String> {
+        float_in(text, 0.0, 3600.0, false)
+    }
+
+    /// A fraction in `[0, 1)`.
+    pub fn fraction(text: &str) -> Result<f64, String> {
+        float_in(text, 0.0, 1.0, true)
+    }
+}

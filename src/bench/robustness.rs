@@ -19,10 +19,10 @@ use std::time::Instant;
 #[derive(Debug, clap::Args)]
 pub struct RobustnessArgs {
     /// Rounds per run.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, value_parser = super::bounds::count32(1, 100_000), default_value_t = 30)]
     pub rounds: u32,
     /// Fraction of Byzantine clients.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, value_parser = super::bounds::fraction, default_value_t = 0.2)]
     pub byzantine: f64,
     /// Only these strategies (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',')]

@@ -21,16 +21,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, clap::Args)]
 pub struct SecaggArgs {
     /// Clients in the training-round comparison (all take part every round).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = super::bounds::count(1, 100_000), default_value_t = 100)]
     pub round_clients: usize,
     /// Rounds per variant in the comparison (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = super::bounds::count32(1, 1_000), default_value_t = 3)]
     pub rounds: u32,
     /// Session sizes of the scaling measurement.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    #[arg(long, value_parser = super::bounds::count(1, 1_000_000), value_delimiter = ',', default_value = "100,1000,10000")]
     pub clients: Vec<usize>,
     /// Input length of the scaling measurement.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = super::bounds::count(1, 1 << 26), default_value_t = 1000)]
     pub dimension: usize,
 }
 

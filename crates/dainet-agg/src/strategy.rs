@@ -19,6 +19,7 @@ use crate::error::{check_update, AggregationError};
 use crate::mean::FedAvg;
 use crate::robust;
 use crate::server_opt::{ServerOpt, ServerOptimizer};
+use dainet_core::text::excerpt;
 use dainet_core::{Purpose, SplitMix64};
 
 /// A way to combine one round's changes into one change: the seam for rules of your own.
@@ -226,7 +227,8 @@ impl StrategyConfig {
             "centered-clipping" => (Rule::CenteredClipping { tau: p.tau, iterations: p.iterations }, ServerOpt::FEDAVG),
             other => {
                 return Err(AggregationError::InvalidSetting(format!(
-                    "unknown strategy {other:?}; known: {}",
+                    "unknown strategy {}; known: {}",
+                    excerpt(other),
                     STRATEGY_NAMES.join(", ")
                 )))
             }

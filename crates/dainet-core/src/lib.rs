@@ -8,6 +8,7 @@
 //! - [`file`]: files written whole or not at all.
 //! - [`codec`]: the byte format of what is stored or sent (a version byte, then postcard),
 //!   decoded with a size bound and never a panic.
+//! - [`text`]: quoting untrusted values in error messages, a short excerpt at most.
 //!
 //! Stability: ALPHA (breaking changes expected).
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@ pub mod file;
 pub mod params;
 pub mod rng;
 pub mod special;
+pub mod text;
 
 pub use params::{Layout, LayoutError, Params, TensorSpec};
 

@@ -4,12 +4,20 @@
 //! the adaptive clipping norm, and the server optimiser's state in a file beside it.
 //!
 //! A checkpoint is a model file (`dainet predict` loads it) whose metadata carry the rest, and
-//! `round-NNNN.server.safetensors` beside it when the strategy has server state.
+//! `round-NNNN.server.safetensors` beside it when the strategy has server state. Both carry the
+//! model files' content hash ([`dainet_ml::model_file`]), so a damaged checkpoint is refused
+//! before a run resumes from it.
+//!
+//! Reading is two steps: [`decode_checkpoint`] turns bytes into a [`Checkpoint`] (never panics,
+//! whatever the bytes), then [`resume_point`] checks it belongs to the run.
 
 use crate::error::EngineError;
 use crate::plan::Plan;
 use crate::run::{RoundRecord, Start};
-use dainet_ml::model_file::{load_model, load_tensors, save_model, save_tensors};
+use dainet_core::text::{excerpt, shorten, EXCERPT_CHARS};
+use dainet_core::Params;
+use dainet_ml::model::ModelSpec;
+use dainet_ml::model_file::{decode_model, load_tensors, save_model, save_tensors};
 use dainet_ml::Evaluation;
 use dainet_protocol::RoundOutcome;
 use serde::{Deserialize, Serialize};
@@ -71,38 +79,86 @@ pub struct ResumePoint {
     pub history: History,
 }
 
-/// Loads the checkpoint at `path` and checks it belongs to `plan`'s run and can continue it.
-pub fn resume_point(plan: &Plan, path: &Path) -> Result<ResumePoint> {
+/// A checkpoint file's contents, as [`decode_checkpoint`] reads them.
+pub struct Checkpoint {
+    /// The round it was written after.
+    pub round: u32,
+    /// The fingerprint of the settings that wrote it.
+    pub fingerprint: String,
+    /// The model's architecture.
+    pub spec: ModelSpec,
+    /// The model after `round`.
+    pub params: Params,
+    /// The metrics up to `round`.
+    pub history: History,
+    /// The adaptive DP clipping norm for the next round, if the run adapts it.
+    pub dp_clip_norm: Option<f64>,
+}
+
+/// Reads a checkpoint file's bytes (`path` names it in errors): a model file, its content hash
+/// checked, whose metadata hold the round, the fingerprint and the history. Never panics.
+pub fn decode_checkpoint(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let refuse = |reason: String| EngineError::Checkpoint { path: path.to_path_buf(), reason };
-    let file = load_model(path)?;
+    let file = decode_model(path, bytes)?;
     let get =
         |key: &str| file.metadata.get(key).ok_or_else(|| refuse(format!("not a checkpoint (no {key:?} metadata)")));
     let round: u32 = get(ROUND_KEY)?.parse().map_err(|e| refuse(format!("bad {ROUND_KEY:?}: {e}")))?;
-    if get(FINGERPRINT_KEY)? != &plan.fingerprint {
+    let fingerprint = get(FINGERPRINT_KEY)?.clone();
+    let history: History = serde_json::from_str(get(HISTORY_KEY)?).map_err(|e| {
+        refuse(format!("corrupt {HISTORY_KEY:?} metadata: {}", shorten(&e.to_string(), 4 * EXCERPT_CHARS)))
+    })?;
+    let dp_clip_norm = match file.metadata.get(DP_CLIP_KEY) {
+        Some(text) => Some(
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| refuse(format!("bad {DP_CLIP_KEY:?}: {} is not a positive number", excerpt(text))))?,
+        ),
+        None => None,
+    };
+    Ok(Checkpoint { round, fingerprint, spec: file.spec, params: file.params, history, dp_clip_norm })
+}
+
+/// Loads the checkpoint at `path` and checks it belongs to `plan`'s run and can continue it.
+pub fn resume_point(plan: &Plan, path: &Path) -> Result<ResumePoint> {
+    let refuse = |reason: String| EngineError::Checkpoint { path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path).map_err(EngineError::io(path, "cannot read the checkpoint"))?;
+    let checkpoint = decode_checkpoint(path, &bytes)?;
+    let round = checkpoint.round;
+    if checkpoint.fingerprint != plan.fingerprint {
         return Err(refuse(
             "this checkpoint was written with other settings; resume with the settings of the run that wrote it \
              (only --rounds, --out and --checkpoint-every may change)"
                 .into(),
         ));
     }
-    if &file.spec != plan.model.spec() {
+    if &checkpoint.spec != plan.model.spec() {
         return Err(refuse(format!(
             "the checkpoint holds a {} model, this run trains {}",
-            file.spec,
+            checkpoint.spec,
             plan.model.spec()
         )));
     }
     if round >= plan.settings.task.rounds {
         return Err(refuse(format!("the checkpoint is already at round {round}; raise --rounds above it to continue")));
     }
-    let history: History = serde_json::from_str(get(HISTORY_KEY)?)
-        .map_err(|e| refuse(format!("corrupt {HISTORY_KEY:?} metadata: {e}")))?;
     let state_path = server_state_path(path);
     let server_state = if state_path.exists() {
         let (mut tensors, _) = load_tensors(&state_path)?;
         let (Some(m), Some(v)) = (tensors.remove("m"), tensors.remove("v")) else {
             return Err(EngineError::Checkpoint { path: state_path, reason: "no server state tensors m and v".into() });
         };
+        if m.len() != checkpoint.params.len() || v.len() != checkpoint.params.len() {
+            return Err(EngineError::Checkpoint {
+                path: state_path,
+                reason: format!(
+                    "server state tensors of {} and {} values, the model has {} parameters",
+                    m.len(),
+                    v.len(),
+                    checkpoint.params.len()
+                ),
+            });
+        }
         Some((m, v))
     } else if plan.strategy.server.has_state() {
         return Err(refuse(format!(
@@ -113,10 +169,11 @@ pub fn resume_point(plan: &Plan, path: &Path) -> Result<ResumePoint> {
     } else {
         None
     };
-    let dp_clip_norm = match file.metadata.get(DP_CLIP_KEY) {
-        Some(text) => Some(text.parse::<f64>().map_err(|e| refuse(format!("bad {DP_CLIP_KEY:?}: {e}")))?),
-        None => None,
+    let start = Start {
+        params: checkpoint.params,
+        first_round: round + 1,
+        server_state,
+        dp_clip_norm: checkpoint.dp_clip_norm,
     };
-    let start = Start { params: file.params, first_round: round + 1, server_state, dp_clip_norm };
-    Ok(ResumePoint { start, history })
+    Ok(ResumePoint { start, history: checkpoint.history })
 }

@@ -8,7 +8,10 @@
 //!
 //! [`Settings::validate`] checks each part and the rules that span them, without I/O; the
 //! checks that need the data come when the run is planned ([`crate::plan::plan`], which calls
-//! `validate` itself, so no caller can skip it). The names of the fields are the keys of the
+//! `validate` itself, so no caller can skip it). Every numeric setting has a range (the
+//! constants of [`limits`]) checked there before anything is sized from it, and an error names
+//! the setting, its range and the value: a mini-batch of 4,294,967,295 examples is refused as a
+//! setting, not discovered as a 13 TB allocation. The names of the fields are the keys of the
 //! binary's TOML file and its flags, and a [`Settings`] serialises to those flat keys.
 
 use crate::error::EngineError;
@@ -297,6 +300,84 @@ pub struct Settings {
     pub output: OutputConfig,
 }
 
+/// The ranges of the numeric settings, wide enough for any real run and narrow enough that
+/// nothing sized from them overflows or asks for an absurd allocation.
+pub mod limits {
+    /// Most rounds a run may ask for.
+    pub const MAX_ROUNDS: u32 = 1_000_000;
+    /// Most local epochs.
+    pub const MAX_EPOCHS: usize = 10_000;
+    /// Largest mini-batch: 2^20 examples (a batch is allocated as batch × features floats).
+    pub const MAX_BATCH_SIZE: usize = 1 << 20;
+    /// Most hidden layers of an MLP.
+    pub const MAX_HIDDEN_LAYERS: usize = 64;
+    /// Widest hidden layer: 2^20 units (the model's total size is bounded again when built).
+    pub const MAX_HIDDEN_WIDTH: usize = 1 << 20;
+    /// Most (virtual) clients, and the bound of every count of clients or updates.
+    pub const MAX_CLIENTS: usize = 10_000_000;
+    /// Longest virtual time span, in milliseconds (round deadline, link latency): one week.
+    pub const MAX_MILLIS: u64 = 7 * 24 * 3_600_000;
+    /// Largest learning rate, decay, proximal term, scale or noise: beyond it a run only
+    /// overflows to infinities.
+    pub const MAX_FACTOR: f64 = 1e6;
+    /// Most iterations of centered clipping.
+    pub const MAX_CC_ITERATIONS: usize = 1_000;
+    /// Most SecAgg+ quantisation levels: 2^24, the precision of an `f32`.
+    pub const MAX_QUANTIZATION_RANGE: u32 = 1 << 24;
+    /// Largest label a backdoor may target (the CSV reader's class bound).
+    pub const MAX_LABEL: u32 = 1 << 20;
+    /// Most examples a partition may require of a client, and most shards per client.
+    pub const MAX_PER_CLIENT: usize = 1 << 30;
+}
+
+use limits::*;
+
+/// Checks `lo <= value <= hi` (a NaN fails), naming the setting, the range and the value.
+///
+/// Values print with `{:?}`, which writes a float in its shortest exact form (`1e300`, not 301
+/// digits) and an integer as it is.
+fn within<T: PartialOrd + std::fmt::Debug>(name: &str, value: T, lo: T, hi: T, what: &str) -> Result<(), EngineError> {
+    if lo <= value && value <= hi {
+        Ok(())
+    } else {
+        invalid(format!("{name} = {value:?} is outside [{lo:?}, {hi:?}]: {what}"))
+    }
+}
+
+/// [`within`] for an optional setting: nothing to check when it is off.
+fn within_opt<T: PartialOrd + std::fmt::Debug>(
+    name: &str,
+    value: Option<T>,
+    lo: T,
+    hi: T,
+    what: &str,
+) -> Result<(), EngineError> {
+    value.map_or(Ok(()), |v| within(name, v, lo, hi, what))
+}
+
+/// Checks `0 < value <= hi` (`hi` infinite: any finite positive value), naming the setting.
+fn positive(name: &str, value: f64, hi: f64, what: &str) -> Result<(), EngineError> {
+    match (value > 0.0 && value.is_finite() && value <= hi, hi.is_finite()) {
+        (true, _) => Ok(()),
+        (false, true) => invalid(format!("{name} = {value:?} is outside (0, {hi:?}]: {what}")),
+        (false, false) => invalid(format!("{name} = {value:?} must be a finite number above 0: {what}")),
+    }
+}
+
+/// [`positive`] for an optional setting.
+fn positive_opt(name: &str, value: Option<f64>, hi: f64, what: &str) -> Result<(), EngineError> {
+    value.map_or(Ok(()), |v| positive(name, v, hi, what))
+}
+
+/// Checks `0 <= value < 1` (a momentum, a trimmed share), naming the setting.
+fn below_one(name: &str, value: f64, what: &str) -> Result<(), EngineError> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        invalid(format!("{name} = {value:?} is outside [0, 1): {what}"))
+    }
+}
+
 fn invalid(message: String) -> Result<(), EngineError> {
     Err(EngineError::Setting(message))
 }
@@ -350,7 +431,64 @@ impl TaskConfig {
             self.strategy != "fedprox" || self.prox_mu != 0.0,
             "strategy = fedprox needs a proximal term (--prox-mu, e.g. 0.01); with 0 it is fedavg"
         );
-        Ok(())
+        self.validate_ranges()
+    }
+
+    /// The range of every numeric setting of the task (the seed takes any `u64`).
+    fn validate_ranges(&self) -> Result<(), EngineError> {
+        let clients = MAX_CLIENTS;
+        within("rounds", self.rounds, 1, MAX_ROUNDS, "the number of rounds to run")?;
+        within("epochs", self.epochs, 1, MAX_EPOCHS, "local epochs per round")?;
+        within("batch_size", self.batch_size, 1, MAX_BATCH_SIZE, "examples per local mini-batch")?;
+        ensure!(
+            self.hidden.len() <= MAX_HIDDEN_LAYERS,
+            "hidden has {} layers, at most {MAX_HIDDEN_LAYERS} are allowed",
+            self.hidden.len()
+        );
+        for &width in &self.hidden {
+            within("hidden", width, 1, MAX_HIDDEN_WIDTH, "units of a hidden layer")?;
+        }
+        positive("lr", self.lr, MAX_FACTOR, "the local learning rate")?;
+        below_one("momentum", self.momentum, "local SGD momentum")?;
+        within("weight_decay", self.weight_decay, 0.0, MAX_FACTOR, "local L2 weight decay")?;
+        within("prox_mu", self.prox_mu, 0.0, MAX_FACTOR, "FedProx's proximal term")?;
+        within_opt("round_timeout_ms", self.round_timeout_ms, 1, MAX_MILLIS, "virtual milliseconds, at most a week")?;
+        within("min_updates", self.min_updates as usize, 1, clients, "updates a round needs")?;
+        within_opt("robust_f", self.robust_f, 0, clients, "Byzantine updates tolerated per round")?;
+        within_opt("multi_krum_m", self.multi_krum_m, 1, clients, "updates multi-krum averages")?;
+        ensure!(
+            (0.0..0.5).contains(&self.trim_beta),
+            "trim_beta = {:?} is outside [0, 0.5): the share trimmed at each end",
+            self.trim_beta
+        );
+        positive("cc_tau", self.cc_tau, MAX_FACTOR, "centered clipping's radius")?;
+        within("cc_iterations", self.cc_iterations, 1, MAX_CC_ITERATIONS, "centered clipping's iterations")?;
+        positive("server_lr", self.server_lr, MAX_FACTOR, "the server learning rate")?;
+        below_one("server_momentum", self.server_momentum, "server momentum")?;
+        positive_opt("clip_norm", self.clip_norm, f64::INFINITY, "an L2 norm")?;
+        within_opt("bucket_size", self.bucket_size, 1, clients, "changes averaged per bucket")?;
+        positive_opt("max_update_norm", self.max_update_norm, f64::INFINITY, "an L2 norm")?;
+        within_opt("dp_noise_multiplier", self.dp_noise_multiplier, 0.0, MAX_FACTOR, "noise std over the clip norm")?;
+        positive("dp_clip_norm", self.dp_clip_norm, f64::INFINITY, "an L2 norm")?;
+        within("dp_target_quantile", self.dp_target_quantile, 0.0, 1.0, "a quantile")?;
+        within("dp_clip_lr", self.dp_clip_lr, 0.0, MAX_FACTOR, "adaptive clipping's learning rate")?;
+        within_opt("dp_count_stddev", self.dp_count_stddev, 0.0, MAX_FACTOR, "a standard deviation")?;
+        positive_opt("dp_epsilon", self.dp_epsilon, f64::INFINITY, "a privacy budget")?;
+        within_opt("secagg_num_shares", self.secagg_num_shares.map(|v| v as usize), 1, clients, "shares per secret")?;
+        within_opt("secagg_threshold", self.secagg_threshold.map(|v| v as usize), 1, clients, "shares to reconstruct")?;
+        positive(
+            "secagg_clipping_range",
+            f64::from(self.secagg_clipping_range),
+            MAX_FACTOR,
+            "the SecAgg+ clipping bound",
+        )?;
+        within(
+            "secagg_quantization_range",
+            self.secagg_quantization_range,
+            2,
+            MAX_QUANTIZATION_RANGE,
+            "SecAgg+ quantisation levels",
+        )
     }
 
     /// Clients sampled per round of `num_clients`: `max(1, round(C·K))`, as in McMahan et al.
@@ -408,7 +546,30 @@ impl SimulationConfig {
         );
         // Crashing clients are checked against the federation's size when the run is planned.
         self.network.validate(u32::MAX).map_err(EngineError::Setting)?;
-        Ok(())
+        self.validate_ranges()
+    }
+
+    /// The range of every numeric setting of the simulator.
+    fn validate_ranges(&self) -> Result<(), EngineError> {
+        within("clients", self.clients, 0, MAX_CLIENTS, "the number of virtual clients")?;
+        within("synthetic_alpha", self.synthetic_alpha, 0.0, MAX_FACTOR, "a variance of the synthetic data")?;
+        within("synthetic_beta", self.synthetic_beta, 0.0, MAX_FACTOR, "a variance of the synthetic data")?;
+        within("shards_per_client", self.shards_per_client, 1, MAX_PER_CLIENT, "shards each client gets")?;
+        positive("dirichlet_alpha", self.dirichlet_alpha, MAX_FACTOR, "a Dirichlet concentration")?;
+        within("min_partition_size", self.min_partition_size, 0, MAX_PER_CLIENT, "examples per client")?;
+        within("sign_flip_scale", self.sign_flip_scale, 0.0, MAX_FACTOR, "the attack's scale")?;
+        within("noise_sigma", self.noise_sigma, 0.0, MAX_FACTOR, "the attack's standard deviation")?;
+        within("ipm_epsilon", self.ipm_epsilon, 0.0, MAX_FACTOR, "the attack's scale")?;
+        within_opt("alie_z", self.alie_z, -MAX_FACTOR, MAX_FACTOR, "the attack's z")?;
+        within("backdoor_target", self.backdoor_target, 0, MAX_LABEL, "a class label")?;
+        positive_opt("backdoor_boost", self.backdoor_boost, MAX_FACTOR, "the attack's boost")
+    }
+}
+
+impl OutputConfig {
+    /// Checks the output settings' numbers.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        within("checkpoint_every", self.checkpoint_every, 0, MAX_ROUNDS, "rounds between checkpoints (0: none)")
     }
 }
 
@@ -417,6 +578,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), EngineError> {
         self.task.validate()?;
         self.simulation.validate()?;
+        self.output.validate()?;
         ensure!(
             self.simulation.dropouts == 0.0 || self.task.round_timeout_ms.is_some(),
             "dropouts need a round deadline (--round-timeout-ms), or rounds would wait forever"
@@ -467,6 +629,38 @@ mod tests {
             assert!(e.contains(key), "{e}");
         }
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_numeric_setting_is_bounded_before_use() {
+        type Change = fn(&mut Settings);
+        // issue 11: `--batch-size 4294967295` aborted on a 13 TB allocation.
+        let cases: [(Change, &str); 14] = [
+            (|s| s.task.batch_size = u32::MAX as usize, "batch_size = 4294967295 is outside [1, 1048576]"),
+            (|s| s.task.batch_size = usize::MAX, "batch_size = 18446744073709551615 is outside [1, 1048576]"),
+            (|s| s.task.rounds = u32::MAX, "rounds = 4294967295 is outside [1, 1000000]"),
+            (|s| s.task.epochs = usize::MAX, "epochs"),
+            (|s| s.task.hidden = vec![usize::MAX], "hidden = 18446744073709551615"),
+            (|s| s.task.momentum = 1.0, "momentum = 1.0 is outside [0, 1)"),
+            (|s| s.task.lr = 1e300, "lr = 1e300 is outside (0, 1000000.0]"),
+            (|s| s.task.cc_iterations = usize::MAX, "cc_iterations"),
+            (|s| s.task.secagg_quantization_range = u32::MAX, "secagg_quantization_range"),
+            (|s| s.task.round_timeout_ms = Some(u64::MAX), "round_timeout_ms"),
+            (|s| s.simulation.clients = usize::MAX, "clients = 18446744073709551615"),
+            (|s| s.simulation.dirichlet_alpha = f64::INFINITY, "dirichlet_alpha = inf"),
+            (|s| s.simulation.network.latency_ms = u64::MAX, "network.latency_ms"),
+            (|s| s.output.checkpoint_every = u32::MAX, "checkpoint_every"),
+        ];
+        for (change, message) in cases {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let e = settings.validate().unwrap_err().to_string();
+            assert!(e.contains(message), "{e}");
+        }
+        let mut edge = Settings::default();
+        edge.task.batch_size = limits::MAX_BATCH_SIZE;
+        edge.task.rounds = limits::MAX_ROUNDS;
+        edge.validate().unwrap();
     }
 
     #[test]

@@ -22,12 +22,13 @@ pub enum EngineError {
     #[error(transparent)]
     ModelFile(#[from] dainet_ml::model_file::ModelFileError),
     /// A file of the run folder cannot be read or written.
-    #[error("{}: {action}: {source}", path.display())]
+    #[error("{}: {action}: {cause}", path.display())]
     Io {
         path: PathBuf,
         /// What was being done, e.g. "cannot create".
         action: &'static str,
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source: a chain would print it twice).
+        cause: std::io::Error,
     },
     /// A checkpoint cannot be resumed by this run.
     #[error("{}: {reason}", path.display())]
@@ -58,7 +59,7 @@ impl EngineError {
     /// An I/O error on `path` while doing `action`.
     pub fn io(path: impl Into<PathBuf>, action: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
         let path = path.into();
-        move |source| EngineError::Io { path, action, source }
+        move |cause| EngineError::Io { path, action, cause }
     }
 
     /// A ledger error: `context` says what was being recorded.

@@ -25,6 +25,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::{from_hex, to_hex, HexError};
 
+/// The longest key file [`Keypair::load`] reads: a key file is 64 hex characters and a line
+/// break, or 32 raw bytes; 4 KiB leaves room for whitespace and refuses anything else unread.
+pub const MAX_KEY_FILE_BYTES: usize = 4096;
+
 /// Errors from keys, key files and signatures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -242,13 +246,25 @@ impl Keypair {
 
     /// Read a key file written by [`Keypair::save`] (hex, surrounding whitespace ignored) or one
     /// holding exactly the 32 raw secret bytes.
+    ///
+    /// At most [`MAX_KEY_FILE_BYTES`] are read: a longer file is refused without reading it whole.
     pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
-        let bytes = fs::read(path).map_err(|source| IdentityError::Io { path: path.to_path_buf(), source })?;
-        Self::parse_key_file(&bytes)
+        use std::io::Read;
+        let io = |source| IdentityError::Io { path: path.to_path_buf(), source };
+        let mut bytes = Vec::new();
+        fs::File::open(path).map_err(io)?.take(MAX_KEY_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() > MAX_KEY_FILE_BYTES {
+            let reason = format!("longer than {MAX_KEY_FILE_BYTES} bytes: not a key file (64 hex characters)");
+            return Err(IdentityError::CorruptKeyFile { path: path.to_path_buf(), reason });
+        }
+        Self::decode_key_file(&bytes)
             .map_err(|reason| IdentityError::CorruptKeyFile { path: path.to_path_buf(), reason })
     }
 
-    fn parse_key_file(bytes: &[u8]) -> Result<Keypair, String> {
+    /// The contents of a key file ([`Keypair::load`]) already in memory: 64 hex characters
+    /// (surrounding whitespace ignored) or exactly 32 raw bytes; `Err` says what was wrong.
+    /// Never panics.
+    pub fn decode_key_file(bytes: &[u8]) -> Result<Keypair, String> {
         if let Ok(text) = std::str::from_utf8(bytes) {
             let text = text.trim();
             if text.len() == 64 {

@@ -2,8 +2,28 @@
 //!
 //! Each tensor of the [`Layout`](dainet_core::Layout) is stored under its name as `F32` with
 //! its shape. The header metadata holds `dainet.model` (the [`ModelSpec`] text, so a file
-//! alone is enough to rebuild the model), `dainet.format` (`1`), and whatever string pairs
-//! the caller adds (round, config fingerprint, metrics of a checkpoint).
+//! alone is enough to rebuild the model), `dainet.format` (`2`), `dainet.blake3` (the content
+//! hash, below), and whatever string pairs the caller adds (round, config fingerprint, metrics
+//! of a checkpoint).
+//!
+//! # Content hash
+//!
+//! Every file this module writes carries `dainet.blake3`, the hex blake3 of its content: the
+//! domain tag `dainet.safetensors.v2`, then each metadata pair but the hash itself in key order,
+//! then each tensor in name order (its name, dtype, shape and data bytes), every string and byte
+//! run preceded by its length as a little-endian `u64`. Reading recomputes it and refuses a file
+//! whose hash differs ([`ModelFileError::Damaged`]): a flipped bit in a weight, a metric or the
+//! model spec is caught before anything uses it. The hash covers what the file *says*, not how
+//! its JSON header is spelled, so header whitespace is not part of it.
+//!
+//! Files without a hash (format `1`, written before hashes existed) are refused with
+//! [`ModelFileError::Unverifiable`], which says to write them again: there is no way to tell an
+//! old file from a damaged new one whose hash key was hit, and resuming or serving a damaged
+//! model silently is what the hash is for.
+//!
+//! Decoding never panics and never allocates more than a small multiple of the input:
+//! [`decode_model`] and [`decode_tensors`] take bytes already in memory, and the
+//! `safetensors` crate checks the header length against the input before parsing it.
 //!
 //! Files are written to a temporary name in the same folder and renamed into place, so a
 //! crash leaves either the old file or the new one, never a torn one.
@@ -14,6 +34,8 @@
 //! `safetensors` crate, which validates the header and offsets.
 
 use crate::model::{ModelSpec, ModelSpecError};
+// The parser's message may quote a header value whole (serde's `unknown variant …`).
+use dainet_core::text::{excerpt, shorten, EXCERPT_CHARS};
 use dainet_core::Params;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
@@ -21,7 +43,11 @@ use std::path::{Path, PathBuf};
 
 const MODEL_KEY: &str = "dainet.model";
 const FORMAT_KEY: &str = "dainet.format";
-const FORMAT: &str = "1";
+/// Format 2: format 1 plus the content hash.
+const FORMAT: &str = "2";
+const HASH_KEY: &str = "dainet.blake3";
+/// The domain tag that starts the hashed content.
+const HASH_DOMAIN: &[u8] = b"dainet.safetensors.v2";
 
 /// An error reading or writing a model file.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +75,22 @@ pub enum ModelFileError {
         /// The file.
         path: PathBuf,
         /// What is missing or wrong.
+        reason: String,
+    },
+    /// The content hash does not match: the file changed after it was written.
+    #[error("{path}: the file is damaged: {reason}; it changed after dainet wrote it (a disk fault, a cut copy, an edit) — use an intact copy or write it again")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// The file carries no content hash, so it cannot be checked.
+    #[error("{path}: {reason}")]
+    Unverifiable {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
         reason: String,
     },
     /// A tensor is missing or has the wrong type or shape.
@@ -129,12 +171,16 @@ pub fn save_tensors(
 /// Named flat tensors and string metadata, as [`load_tensors`] returns them.
 pub type TensorsAndMetadata = (BTreeMap<String, Vec<f32>>, BTreeMap<String, String>);
 
-/// Reads every `F32` tensor of a safetensors file (flattened) and its metadata.
+/// Reads every `F32` tensor of a safetensors file written by [`save_tensors`] (flattened) and
+/// its metadata (without the format and hash keys), checking its content hash.
 pub fn load_tensors(path: &Path) -> Result<TensorsAndMetadata, ModelFileError> {
     let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), cause: source })?;
-    let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format)?;
-    let file = SafeTensors::deserialize(&bytes).map_err(format)?;
+    decode_tensors(path, &bytes)
+}
+
+/// [`load_tensors`] of a file already in memory; `path` names it in errors. Never panics.
+pub fn decode_tensors(path: &Path, bytes: &[u8]) -> Result<TensorsAndMetadata, ModelFileError> {
+    let (file, metadata) = open_checked(path, bytes)?;
     let mut tensors = BTreeMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -143,7 +189,7 @@ pub fn load_tensors(path: &Path) -> Result<TensorsAndMetadata, ModelFileError> {
         }
         tensors.insert(name, f32s(view.data()));
     }
-    Ok((tensors, meta.metadata().clone().unwrap_or_default().into_iter().collect()))
+    Ok((tensors, metadata))
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
@@ -177,7 +223,14 @@ fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, S
         offset = end;
     }
     let mut info = metadata.clone();
+    info.remove(HASH_KEY);
     info.insert(FORMAT_KEY.into(), FORMAT.into());
+    // The hash takes the tensors in name order, whatever order the file stores them in.
+    let data: Vec<_> = tensors.iter().map(|(_, _, values)| dainet_core::codec::le_bytes(values)).collect();
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| tensors[a].0.cmp(tensors[b].0));
+    let hash = content_hash(&info, order.iter().map(|&i| (tensors[i].0, "F32", tensors[i].1, data[i].as_ref())));
+    info.insert(HASH_KEY.into(), hash);
     header.insert("__metadata__".into(), serde_json::json!(info));
     // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
     let mut head = serde_json::to_vec(&header).expect("a map of strings serialises");
@@ -192,18 +245,110 @@ fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, S
     data
 }
 
-/// Reads a model file written by [`save_model`].
+/// The content hash of a file with these metadata pairs (the hash key excluded by the caller)
+/// and these tensors `(name, dtype, shape, data)`, given in name order; see the module doc.
+fn content_hash<'a>(
+    metadata: &BTreeMap<String, String>,
+    tensors: impl Iterator<Item = (&'a str, &'a str, &'a [usize], &'a [u8])>,
+) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let mut put = |bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    put(HASH_DOMAIN);
+    for (key, value) in metadata {
+        put(key.as_bytes());
+        put(value.as_bytes());
+    }
+    for (name, dtype, shape, data) in tensors {
+        put(name.as_bytes());
+        put(dtype.as_bytes());
+        let dims: Vec<u8> = shape.iter().flat_map(|&d| (d as u64).to_le_bytes()).collect();
+        put(&dims);
+        put(data);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Parses safetensors `bytes` read from `path` and checks its content hash: the tensors and the
+/// metadata (without the hash and format keys).
+fn open_checked<'b>(
+    path: &Path,
+    bytes: &'b [u8],
+) -> Result<(SafeTensors<'b>, BTreeMap<String, String>), ModelFileError> {
+    let format = |e: safetensors::SafeTensorError| ModelFileError::Format {
+        path: path.into(),
+        reason: shorten(&e.to_string(), 4 * EXCERPT_CHARS),
+    };
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(format)?;
+    let file = SafeTensors::deserialize(bytes).map_err(format)?;
+    let mut metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let unverifiable = |reason: String| ModelFileError::Unverifiable { path: path.into(), reason };
+    match metadata.get(FORMAT_KEY).map(String::as_str) {
+        Some(FORMAT) => {}
+        Some("1") | None if !metadata.contains_key(HASH_KEY) => {
+            return Err(unverifiable(format!(
+                "no content hash ({HASH_KEY:?}): written by an older dainet (format 1) or not by dainet, so it cannot \
+                 be checked for damage; write it again with this dainet (re-run the simulation that made it)"
+            )))
+        }
+        Some(other) if other.parse::<u32>().is_ok_and(|v| v > 2) => {
+            return Err(unverifiable(format!(
+                "{FORMAT_KEY} {} is newer than this dainet reads ({FORMAT}); use a newer dainet",
+                excerpt(other)
+            )))
+        }
+        _ => {
+            return Err(ModelFileError::Damaged {
+                path: path.into(),
+                reason: format!(
+                    "{FORMAT_KEY} is {}, expected {FORMAT:?}",
+                    metadata.get(FORMAT_KEY).map_or("missing".to_string(), |v| excerpt(v).to_string())
+                ),
+            })
+        }
+    }
+    let Some(stored) = metadata.remove(HASH_KEY) else {
+        return Err(ModelFileError::Damaged {
+            path: path.into(),
+            reason: format!("format {FORMAT} without its content hash ({HASH_KEY:?})"),
+        });
+    };
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let dtypes: Vec<String> = tensors.iter().map(|(_, view)| format!("{:?}", view.dtype())).collect();
+    let computed = content_hash(
+        &metadata,
+        tensors
+            .iter()
+            .zip(&dtypes)
+            .map(|((name, view), dtype)| (name.as_str(), dtype.as_str(), view.shape(), view.data())),
+    );
+    if stored != computed {
+        return Err(ModelFileError::Damaged {
+            path: path.into(),
+            reason: format!("its content hash is {computed}, the file says {}", excerpt(&stored)),
+        });
+    }
+    metadata.remove(FORMAT_KEY);
+    Ok((file, metadata))
+}
+
+/// Reads a model file written by [`save_model`], checking its content hash.
 pub fn load_model(path: &Path) -> Result<ModelFile, ModelFileError> {
     let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), cause: source })?;
-    let format = |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.into(), reason: e.to_string() };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format)?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(format)?;
-    let mut metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    decode_model(path, &bytes)
+}
+
+/// [`load_model`] of a file already in memory; `path` names it in errors. Never panics, and
+/// allocates the model only once its size matches the tensor bytes the input holds.
+pub fn decode_model(path: &Path, bytes: &[u8]) -> Result<ModelFile, ModelFileError> {
+    let (tensors, mut metadata) = open_checked(path, bytes)?;
     let meta_err = |reason: String| ModelFileError::Metadata { path: path.into(), reason };
     let spec_text = metadata
         .remove(MODEL_KEY)
         .ok_or_else(|| meta_err(format!("no {MODEL_KEY:?} metadata: not a dainet model file")))?;
-    metadata.remove(FORMAT_KEY);
     let spec: ModelSpec = spec_text.parse().map_err(|e: ModelSpecError| meta_err(e.to_string()))?;
     // Check the sizes before building: a header may name a model far larger than the file.
     let stored: usize = tensors.tensors().iter().map(|(_, t)| t.data().len()).sum();
@@ -318,17 +463,30 @@ mod tests {
 
     #[test]
     fn a_header_naming_a_huge_model_is_refused_before_allocating() {
+        let spec: ModelSpec = "mlp:3-2".parse().unwrap();
+        let params = spec.build().init(1);
+        // The tensors of mlp:3-2 under a header (and a valid content hash) that says mlp:9-2,
+        // as a buggy or hostile writer could make.
+        let (tensors, mut meta) = model_tensors(&spec, &params, &BTreeMap::new());
+        meta.insert(MODEL_KEY.into(), "mlp:9-2".into());
+        let bytes = encode_safetensors(&tensors, &meta);
+        let e = decode_model(Path::new("m.safetensors"), &bytes).unwrap_err().to_string();
+        assert!(e.contains("needs 20 parameters"), "{e}");
+    }
+
+    #[test]
+    fn an_edited_header_is_damage() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let spec: ModelSpec = "mlp:3-2".parse().unwrap();
         save_model(&path, &spec, &spec.build().init(1), &BTreeMap::new()).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
-        // Same length, so the header stays valid: mlp:3-2 -> mlp:9-2.
+        // Same length, so the JSON stays valid: mlp:3-2 -> mlp:9-2.
         let at = bytes.windows(7).position(|w| w == b"mlp:3-2").unwrap();
         bytes[at + 4] = b'9';
         std::fs::write(&path, &bytes).unwrap();
-        let e = load_model(&path).unwrap_err().to_string();
-        assert!(e.contains("needs 20 parameters"), "{e}");
+        let e = load_model(&path).unwrap_err();
+        assert!(matches!(e, ModelFileError::Damaged { .. }), "{e}");
     }
 
     #[test]

@@ -91,8 +91,10 @@ pub fn train_local_with_momentum(
         *velocity = vec![0.0; params.len()];
     }
     let mut grad = Vec::new();
-    let mut x = Vec::with_capacity(cfg.batch_size * dim);
-    let mut y = Vec::with_capacity(cfg.batch_size);
+    // A batch never holds more than the client's examples, whatever the setting says.
+    let batch = cfg.batch_size.min(indices.len());
+    let mut x = Vec::with_capacity(batch.saturating_mul(dim));
+    let mut y = Vec::with_capacity(batch);
     let mut perm: Vec<usize> = Vec::with_capacity(indices.len());
     let (mut loss_sum, mut steps) = (0.0, 0);
     for _ in 0..cfg.epochs {

@@ -171,8 +171,16 @@ pub fn load_key(path: &Path) -> Result<Keypair, NodeError> {
 }
 
 /// Read a genesis file (the bytes of [`Genesis::encode`]) and check its rules.
+///
+/// At most one byte more than a genesis may hold is read, so an oversized file is refused
+/// ([`Genesis::decode`]'s size check) without being read whole.
 pub fn load_genesis(path: &Path) -> Result<Genesis, NodeError> {
-    let bytes = std::fs::read(path).map_err(|source| NodeError::GenesisIo { path: path.to_path_buf(), source })?;
+    use std::io::Read;
+    let limit = dainet_ledger::genesis::MAX_GENESIS_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit).read_to_end(&mut bytes))
+        .map_err(|source| NodeError::GenesisIo { path: path.to_path_buf(), source })?;
     let genesis =
         Genesis::decode(&bytes).map_err(|source| NodeError::NotAGenesis { path: path.to_path_buf(), source })?;
     genesis.validate().map_err(|source| NodeError::InvalidGenesis { path: path.to_path_buf(), source })?;

@@ -18,7 +18,6 @@ use dainet_protocol::{
     Update, Upload,
 };
 use proptest::prelude::*;
-use proptest::strategy::Strategy as _;
 use std::sync::Arc;
 
 fn params(values: Vec<f32>) -> Params {
@@ -355,32 +354,6 @@ fn the_coordinator_counts_bad_frames_and_the_round_goes_on() {
     assert_eq!(coordinator.global().values(), &[2.0, 2.0, 2.0]);
 }
 
-/// A valid frame with one of: bytes flipped, a cut, bytes inserted, a varint inflated.
-fn mutated(frames: Vec<Vec<u8>>) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
-    let n = frames.len();
-    (0..n, any::<u64>(), 0..4u8, prop::collection::vec(any::<u8>(), 1..8)).prop_map(move |(i, at, how, noise)| {
-        let mut bytes = frames[i].clone();
-        let at = (at as usize) % bytes.len().max(1);
-        match how {
-            0 => {
-                for (j, b) in noise.iter().enumerate() {
-                    if let Some(x) = bytes.get_mut(at + j) {
-                        *x ^= b | 1;
-                    }
-                }
-            }
-            1 => bytes.truncate(at),
-            2 => {
-                bytes.splice(at..at, noise);
-            }
-            _ => {
-                bytes.splice(at..at.min(bytes.len()), [0xff, 0xff, 0xff, 0x7f]);
-            }
-        }
-        bytes
-    })
-}
-
 fn all_frames() -> Vec<Vec<u8>> {
     frames().into_iter().map(|(_, bytes)| bytes).collect()
 }
@@ -398,17 +371,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn decoders_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+    fn decoders_never_panic_on_arbitrary_bytes(bytes in dainet_hammer::arbitrary_bytes()) {
         decode_all(&bytes);
     }
 
     #[test]
-    fn decoders_never_panic_on_mutated_frames(bytes in mutated(all_frames())) {
+    fn decoders_never_panic_on_mutated_frames(bytes in dainet_hammer::mutated(all_frames())) {
         decode_all(&bytes);
     }
 
     #[test]
-    fn a_mutated_frame_that_decodes_re_encodes(bytes in mutated(all_frames())) {
+    fn a_mutated_frame_that_decodes_re_encodes(bytes in dainet_hammer::mutated(all_frames())) {
         // Whatever decodes is a message the encoder writes back as a frame that decodes to it.
         if let Ok(message) = decode_to_coordinator(&bytes, LIMITS) {
             let again = encode_to_coordinator(&message);
@@ -423,4 +396,17 @@ fn the_model_blob_length_is_known_without_encoding() {
     for n in [0usize, 1, 31, 32, 4_095, 4_096, 199_210, 1 << 20] {
         assert_eq!(wire::model_blob_len(n), encode_model(&params(vec![0.25; n])).len(), "{n} values");
     }
+}
+
+/// 10^6 arbitrary and mutated inputs per wire decoder (`DAINET_HAMMER_INPUTS` to change):
+/// `cargo test --release -p dainet-protocol --test wire_format -- --ignored --nocapture`.
+#[test]
+#[ignore = "long run: 10^6 inputs per decoder"]
+fn long_run() {
+    let seeds = all_frames();
+    let model = params(vec![0.5, -1.0, 2.0]);
+    let reference = ModelRef::of(&model);
+    dainet_hammer::long_run("wire: message to a trainer", &seeds, |b| decode_to_trainer(b, LIMITS).is_ok());
+    dainet_hammer::long_run("wire: message to the coordinator", &seeds, |b| decode_to_coordinator(b, LIMITS).is_ok());
+    dainet_hammer::long_run("wire: model blob", &seeds, |b| decode_model(b, &reference, model.layout()).is_ok());
 }

@@ -13,6 +13,7 @@
 //! - malformed input of any kind is a [`CsvError`] naming the file, the 1-based line and
 //!   column and the offending cell, never a panic.
 
+use dainet_core::text::{excerpt, shorten, EXCERPT_CHARS};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -95,12 +96,12 @@ pub struct CsvData {
 #[non_exhaustive]
 pub enum CsvError {
     /// The file could not be opened or read.
-    #[error("{}: cannot read: {source}", .path.display())]
+    #[error("{}: cannot read: {cause}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// The file is not UTF-8 text.
     #[error("{}: line {line}: not UTF-8 text", .path.display())]
@@ -157,7 +158,7 @@ pub enum CsvError {
         got: usize,
     },
     /// A feature cell is not a finite number.
-    #[error("{}: line {line}, column {column}: cell {cell:?} is not a finite number", .path.display())]
+    #[error("{}: line {line}, column {column}: cell {} is not a finite number", .path.display(), excerpt(.cell))]
     NotNumeric {
         /// The file.
         path: PathBuf,
@@ -169,7 +170,7 @@ pub enum CsvError {
         cell: String,
     },
     /// A label cell is not a non-negative integer below [`MAX_CLASSES`].
-    #[error("{}: line {line}, column {column}: label {cell:?} is not a non-negative integer below {max}", .path.display(), max = MAX_CLASSES)]
+    #[error("{}: line {line}, column {column}: label {} is not a non-negative integer below {max}", .path.display(), excerpt(.cell), max = MAX_CLASSES)]
     BadLabel {
         /// The file.
         path: PathBuf,
@@ -181,7 +182,7 @@ pub enum CsvError {
         cell: String,
     },
     /// A column name is not in the header.
-    #[error("{}: no column named {name:?} in the header (columns: {})", .path.display(), .available.join(", "))]
+    #[error("{}: no column named {} in the header (columns: {})", .path.display(), excerpt(.name), shorten(&.available.join(", "), 4 * EXCERPT_CHARS))]
     UnknownColumn {
         /// The file.
         path: PathBuf,
@@ -191,7 +192,7 @@ pub enum CsvError {
         available: Vec<String>,
     },
     /// A column was named but the file has no header row.
-    #[error("{}: column {name:?} is given by name but the file has no header row", .path.display())]
+    #[error("{}: column {} is given by name but the file has no header row", .path.display(), excerpt(.name))]
     NameWithoutHeader {
         /// The file.
         path: PathBuf,
@@ -225,12 +226,12 @@ pub enum CsvError {
         columns: usize,
     },
     /// The values do not form a valid [`Dataset`].
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {cause}", .path.display())]
     Dataset {
         /// The file.
         path: PathBuf,
-        /// The dataset error.
-        source: DatasetError,
+        /// The dataset error (in the message, not repeated as a source).
+        cause: DatasetError,
     },
 }
 
@@ -346,11 +347,17 @@ fn resolve(path: &Path, column: &ColumnRef, header: Option<&[String]>, columns: 
 ///
 /// Column indices are 0-based; line and column numbers in errors are 1-based.
 pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<CsvData, CsvError> {
-    let table = read_table(path, opts, true)?;
+    decode_csv(path, &read_file(path)?, opts)
+}
+
+/// [`load_csv`] of a file already in memory; `path` names it in errors. Never panics, and
+/// allocates at most a small multiple of the input.
+pub fn decode_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<CsvData, CsvError> {
+    let table = read_table(path, bytes, opts, true)?;
     let labels = table.labels.expect("a labelled read yields labels");
     let num_classes = labels.iter().copied().max().map_or(1, |m| m as usize + 1);
     let dataset = Dataset::new(table.features, labels, table.dim, num_classes)
-        .map_err(|source| CsvError::Dataset { path: path.to_path_buf(), source })?;
+        .map_err(|source| CsvError::Dataset { path: path.to_path_buf(), cause: source })?;
     Ok(CsvData { dataset, client_ids: table.client_ids, feature_names: table.feature_names })
 }
 
@@ -358,8 +365,12 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<CsvData, CsvError> {
 /// ignored, a client column is still left out): returns the features row-major and the
 /// number per row. This is the input of `dainet predict`.
 pub fn load_csv_features(path: &Path, opts: &CsvOptions) -> Result<(Vec<f32>, usize), CsvError> {
-    let table = read_table(path, opts, false)?;
+    let table = read_table(path, &read_file(path)?, opts, false)?;
     Ok((table.features, table.dim))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, CsvError> {
+    std::fs::read(path).map_err(|cause| CsvError::Io { path: path.to_path_buf(), cause })
 }
 
 /// The cells of a CSV file, checked and split into features, labels and client ids.
@@ -371,14 +382,12 @@ struct Table {
     feature_names: Option<Vec<String>>,
 }
 
-fn read_table(path: &Path, opts: &CsvOptions, labelled: bool) -> Result<Table, CsvError> {
-    let bytes = std::fs::read(path).map_err(|source| CsvError::Io { path: path.to_path_buf(), source })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let bad = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();
+fn read_table(path: &Path, bytes: &[u8], opts: &CsvOptions, labelled: bool) -> Result<Table, CsvError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
         CsvError::NotUtf8 { path: path.to_path_buf(), line }
     })?;
-    let records = parse_records(path, &text)?;
+    let records = parse_records(path, text)?;
     let Some(first) = records.first() else {
         return Err(CsvError::Empty { path: path.to_path_buf() });
     };

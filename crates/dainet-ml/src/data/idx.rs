@@ -36,20 +36,20 @@ const TYPE_U8: u8 = 0x08;
 #[non_exhaustive]
 pub enum IdxError {
     /// The file could not be opened or read.
-    #[error("{}: cannot read: {source}", .path.display())]
+    #[error("{}: cannot read: {cause}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (in the message, not repeated as a source).
+        cause: io::Error,
     },
     /// The file starts like gzip but does not decompress.
-    #[error("{}: corrupt or truncated gzip data: {source}", .path.display())]
+    #[error("{}: corrupt or truncated gzip data: {cause}", .path.display())]
     Gzip {
         /// The file.
         path: PathBuf,
-        /// The decoder's error.
-        source: io::Error,
+        /// The decoder's error (in the message, not repeated as a source).
+        cause: io::Error,
     },
     /// The (decompressed) file ends inside the header.
     #[error("{}: truncated IDX header: expected {expected} bytes, got {got}", .path.display())]
@@ -150,12 +150,12 @@ pub enum IdxError {
         dims: Vec<usize>,
     },
     /// The arrays read do not form a valid [`Dataset`].
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {cause}", .path.display())]
     Dataset {
         /// The images file.
         path: PathBuf,
-        /// The dataset error.
-        source: DatasetError,
+        /// The dataset error (in the message, not repeated as a source).
+        cause: DatasetError,
     },
 }
 
@@ -196,7 +196,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// big-endian `u32` per dimension; the payload must hold exactly the product of the
 /// dimensions in bytes, at most [`MAX_IDX_BYTES`].
 pub fn read_idx(path: &Path) -> Result<IdxArray, IdxError> {
-    let io_err = |source| IdxError::Io { path: path.to_path_buf(), source };
+    let io_err = |cause| IdxError::Io { path: path.to_path_buf(), cause };
     let mut file = File::open(path).map_err(io_err)?;
     let mut head = [0u8; 2];
     let n_head = read_full(&mut file, &mut head).map_err(io_err)?;
@@ -213,9 +213,9 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, IdxError> {
 fn parse_idx(path: &Path, mut reader: impl Read, gzip: bool) -> Result<IdxArray, IdxError> {
     let read_err = |source| {
         if gzip {
-            IdxError::Gzip { path: path.to_path_buf(), source }
+            IdxError::Gzip { path: path.to_path_buf(), cause: source }
         } else {
-            IdxError::Io { path: path.to_path_buf(), source }
+            IdxError::Io { path: path.to_path_buf(), cause: source }
         }
     };
 
@@ -249,12 +249,16 @@ fn parse_idx(path: &Path, mut reader: impl Read, gzip: bool) -> Result<IdxArray,
         return Err(IdxError::TooLarge { path: path.to_path_buf(), dims });
     };
 
-    let mut data = Vec::with_capacity(expected);
+    // The header's size is bounded, but the input may still be far shorter than it claims:
+    // reserve at most 64 MiB up front and let the payload itself grow the buffer.
+    let mut data = Vec::with_capacity(expected.min(1 << 26));
     let got = (&mut reader).take(expected as u64).read_to_end(&mut data).map_err(read_err)?;
     if got < expected {
         return Err(IdxError::Truncated { path: path.to_path_buf(), dims, expected, got });
     }
-    let extra = io::copy(&mut reader, &mut io::sink()).map_err(read_err)?;
+    // Counted, not stored; and at most 1 GiB of it, so a gzip stream that inflates without end
+    // after the payload costs bounded time.
+    let extra = io::copy(&mut reader.take(MAX_IDX_BYTES as u64), &mut io::sink()).map_err(read_err)?;
     if extra > 0 {
         return Err(IdxError::TrailingBytes { path: path.to_path_buf(), dims, expected, extra });
     }
@@ -314,7 +318,7 @@ pub fn idx_dataset(images: (&Path, IdxArray), labels: (&Path, IdxArray)) -> Resu
     let max_label = label_values.iter().copied().max().unwrap_or(0) as usize;
     let num_classes = if max_label < 10 { 10 } else { max_label + 1 };
     let dataset = Dataset::new(features, label_values, h * w, num_classes)
-        .map_err(|source| IdxError::Dataset { path: images.to_path_buf(), source })?;
+        .map_err(|source| IdxError::Dataset { path: images.to_path_buf(), cause: source })?;
     Ok(dataset.with_image_shape([1, h, w]))
 }
 

@@ -1,6 +1,7 @@
 //! Which model to build, as a value that config files and model files can carry.
 
 use super::{Cnn, Mlp, Model};
+use dainet_core::text::excerpt;
 use std::fmt;
 use std::str::FromStr;
 
@@ -35,7 +36,7 @@ pub const MAX_PARAMS: usize = 1 << 31;
 
 /// A model spec that cannot be parsed or built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid model spec {text:?}: {reason} (expected e.g. mlp:784-200-200-10, mlp:784-10 or cnn:1x28x28-10)")]
+#[error("invalid model spec {}: {reason} (expected e.g. mlp:784-200-200-10, mlp:784-10 or cnn:1x28x28-10)", excerpt(.text))]
 pub struct ModelSpecError {
     text: String,
     reason: String,
@@ -127,7 +128,7 @@ impl FromStr for ModelSpec {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let err = |reason: &str| ModelSpecError { text: text.into(), reason: reason.into() };
-        let num = |s: &str| s.parse::<usize>().map_err(|_| err(&format!("{s:?} is not a whole number")));
+        let num = |s: &str| s.parse::<usize>().map_err(|_| err(&format!("{} is not a whole number", excerpt(s))));
         let (kind, rest) = text.split_once(':').ok_or_else(|| err("missing ':'"))?;
         let spec = match kind {
             "mlp" => {
@@ -144,7 +145,7 @@ impl FromStr for ModelSpec {
                 let input: [usize; 3] = dims.try_into().map_err(|_| err("image shape must be CxHxW"))?;
                 ModelSpec::Cnn { input, classes: num(classes)? }
             }
-            other => return Err(err(&format!("unknown model kind {other:?}"))),
+            other => return Err(err(&format!("unknown model kind {}", excerpt(other)))),
         };
         spec.validate()?;
         Ok(spec)

@@ -1,0 +1,60 @@
+//! The block channel's decoder ([`WireMessage::decode`]) against arbitrary and mutated bytes
+//! (issue 11): blocks, block requests and transaction batches from a peer.
+//!
+//! The property tests run in the normal suite. `long_run_block_channel` is ignored by default;
+//! it feeds the decoder 10^6 inputs (`DAINET_HAMMER_INPUTS` changes it):
+//! `cargo test --release -p dainet-consensus --test decoders -- --ignored --nocapture`.
+//! The harness is `dainet_hammer` (crates/dainet-hammer).
+
+use dainet_consensus::wire::WireMessage;
+use dainet_hammer::{arbitrary_bytes, long_run, mutated};
+use dainet_ledger::chain::genesis_block;
+use dainet_ledger::genesis::{Founder, Genesis};
+use dainet_ledger::hash::Digest;
+use dainet_ledger::identity::Keypair;
+use dainet_ledger::tx::{ChainId, Transaction, TxBody};
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+fn seeds() -> Vec<Vec<u8>> {
+    let kp = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(5));
+    let chain = ChainId::from_name("wire");
+    let txs: Vec<Transaction> = (1..=3)
+        .map(|nonce| Transaction::sign(&kp, &chain, nonce, TxBody::Reward { node: kp.node_id(), amount: nonce }))
+        .collect();
+    let block = genesis_block(&Genesis {
+        chain_id: chain,
+        timestamp_ms: 0,
+        founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
+    });
+    [WireMessage::Block(block), WireMessage::Request(Digest::of(b"x")), WireMessage::Transactions(txs)]
+        .iter()
+        .map(WireMessage::encode)
+        .collect()
+}
+
+/// What is accepted re-encodes to the same bytes.
+fn block_channel(bytes: &[u8]) -> bool {
+    WireMessage::decode(bytes).map(|m| assert_eq!(m.encode(), bytes, "a message re-encodes differently")).is_ok()
+}
+
+#[test]
+fn the_seeds_are_valid() {
+    assert!(seeds().iter().all(|b| block_channel(b)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn block_channel_messages_never_panic(bytes in prop_oneof![arbitrary_bytes(), mutated(seeds())]) {
+        block_channel(&bytes);
+    }
+}
+
+#[test]
+#[ignore = "long run: cargo test --release -p dainet-consensus --test decoders -- --ignored --nocapture"]
+fn long_run_block_channel() {
+    long_run("consensus-block-channel", &seeds(), block_channel);
+}
