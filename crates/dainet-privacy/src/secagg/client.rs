@@ -335,3 +335,27 @@ impl SecAggClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client no longer checks neighbours' keys separately: agreeing with a low-order
+    /// key must still refuse the request, before the client shares anything.
+    #[test]
+    fn a_low_order_neighbour_key_is_refused_in_stage_2() {
+        let config = SecAggConfig::new(3, 2, 4);
+        let mut client = SecAggClient::new(config, ParticipantId(0), 1, &[0.5; 4], 1, [3; 32]).unwrap();
+        let msg = client.handle_message(Time(0), ServerMessage::AdvertiseKeysRequest { round: 1 }).unwrap();
+        let Some(ClientMessage::AdvertiseKeys { keys: good, .. }) = msg else { panic!("keys expected, got {msg:?}") };
+        let low_order = PublicKeys { c_pk: good.c_pk, s_pk: [0; 32] };
+        let request = ServerMessage::ShareKeysRequest {
+            round: 1,
+            neighbours: vec![(ParticipantId(1), good), (ParticipantId(2), low_order)],
+        };
+        let refused = client.handle_message(Time(0), request);
+        assert_eq!(refused, Err(SecAggError::BadPublicKey { from: ParticipantId(2) }));
+        assert_eq!(client.stage(), Stage::ShareKeys, "nothing changed: it still waits for stage 2");
+        assert!(client.neighbours.is_empty() && client.held.is_empty());
+    }
+}
