@@ -206,7 +206,8 @@ pub struct ConfigPatch {
     /// Probability that a client drops out after sending its masked input [default: 0].
     #[arg(long)]
     pub dropout_after_masking: Option<f64>,
-    /// SecAgg+ shares per secret, k neighbours + 1 [default: k ≈ log2 m, even; capped at m].
+    /// SecAgg+ shares per secret, k neighbours + 1 [default: m (the complete graph) up to 16
+    /// clients per round, else k ≈ log2 m, even].
     #[arg(long)]
     pub secagg_num_shares: Option<u32>,
     /// SecAgg+ reconstruction threshold t [default: shares / 2 + 1].

@@ -57,9 +57,23 @@ impl SecureConfig {
     /// Milliseconds a stage waits by default.
     pub const STAGE_TIMEOUT_MS: u64 = 1_000;
 
-    /// The settings for rounds of `per_round` clients: `num_shares` defaults to k + 1 with
-    /// k ≈ log2 m neighbours, even (Bell et al.: O(log n)), and the threshold to just over
-    /// half the shares.
+    /// Rounds of at most this many clients use the complete graph by default (`num_shares` =
+    /// m: every client masks with every other, classic SecAgg).
+    ///
+    /// Why: with few clients the log2 rule leaves each client a handful of neighbours, and
+    /// a round is lost as soon as one neighbourhood keeps fewer than t of its shares. At
+    /// m = 5 it gives k = 2 and t = 2 on a ring of 5, so two neighbours dropping after
+    /// masking lose the round although three sites remain (14 of 50 rounds at a 0.2 dropout
+    /// rate), and t = 2 is already the least threshold there is. On the complete graph a
+    /// round is aggregated exactly when at least t = ⌊m/2⌋ + 1 clients survive, and t is
+    /// higher (3 of 5 rather than 2), so no coalition of two learns a secret. It costs each
+    /// client m masks instead of k + 1: at most 16, against 9 in a round of 100.
+    pub const COMPLETE_GRAPH_UP_TO: u32 = 16;
+
+    /// The settings for rounds of `per_round` clients (m). `num_shares` defaults to m (the
+    /// complete graph) up to [`SecureConfig::COMPLETE_GRAPH_UP_TO`] clients, and above that to
+    /// k + 1 with k ≈ log2 m neighbours, even (Bell et al.: O(log n)); the threshold defaults
+    /// to just over half the shares, ⌊shares/2⌋ + 1.
     pub fn new(
         per_round: u32,
         num_shares: Option<u32>,
@@ -72,7 +86,8 @@ impl SecureConfig {
             let k = f64::from(per_round.max(1)).log2().round() as u32;
             k + k % 2
         };
-        let shares = num_shares.unwrap_or(k + 1).min(per_round);
+        let default_shares = if per_round <= Self::COMPLETE_GRAPH_UP_TO { per_round } else { k + 1 };
+        let shares = num_shares.unwrap_or(default_shares).min(per_round);
         let threshold = reconstruction_threshold.unwrap_or(shares / 2 + 1);
         Self {
             num_shares: shares,

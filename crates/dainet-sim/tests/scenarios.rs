@@ -5,8 +5,7 @@ use dainet_agg::strategy::{RobustParams, Strategy, StrategyConfig};
 use dainet_core::SplitMix64;
 use dainet_ml::data::partition::{partition, PartitionScheme};
 use dainet_ml::{evaluate, Dataset, Model, ModelSpec, SgdConfig};
-use dainet_protocol::ClientId;
-use dainet_protocol::{Coordinator, Finish, RoundConfig};
+use dainet_protocol::{ClientId, Coordinator, Finish, RoundConfig, SecureConfig};
 use dainet_sim::faults::Faults;
 use dainet_sim::{Crash, Federation, NetworkModel, RoundTraffic, SimEnd, SimEvent, Simulator};
 use std::ops::ControlFlow;
@@ -245,4 +244,64 @@ fn the_thread_count_changes_no_byte_on_a_faulty_network() {
     assert_eq!(one.traffic, two.traffic);
     assert_eq!(one.missing, two.missing);
     assert!(bits(&one.final_params) == bits(&two.final_params));
+}
+
+/// Five sites, all in every round, under SecAgg+ with `num_shares` (`None`: the default), each
+/// falling silent after masking with probability 0.2: per round, (aggregated, sites silent).
+fn five_sites_secure(num_shares: Option<u32>, rounds: u32) -> Vec<(bool, usize)> {
+    const SITES: u32 = 5;
+    let data = blobs(400, 3);
+    let model: Box<dyn Model> = ModelSpec::Mlp { input: 4, hidden: vec![8], classes: 2 }.build();
+    let part = partition(&PartitionScheme::Iid, data.labels(), 2, SITES as usize, 7, None).unwrap();
+    let config = RoundConfig {
+        task_seed: 7,
+        num_clients: SITES,
+        clients_per_round: SITES,
+        rounds,
+        // Secure rounds need a deadline (for trainers that never become ready).
+        round_timeout_ms: Some(10_000),
+        min_updates: 1,
+        secure: Some(SecureConfig::new(SITES, num_shares, None, 1.0, 1 << 16, 1_000)),
+        privacy: None,
+    };
+    let fedavg = Strategy::new(StrategyConfig::named("fedavg", &RobustParams::default()).unwrap(), 7).unwrap();
+    let coordinator = Coordinator::new(config, fedavg, model.init(7), 1).unwrap();
+    let faults = Faults { dropout_after_masking: 0.2, ..Faults::default() };
+    let silent = |round: u32| (0..SITES).filter(|&k| faults.silent_after_masking(7, round, k)).count();
+    let fed = Federation {
+        model: model.as_ref(),
+        train: &data,
+        partition: &part,
+        sgd: SgdConfig { learning_rate: 0.1, ..SgdConfig::default() },
+        task_seed: 7,
+        faults: faults.clone(),
+        carry_momentum: false,
+    };
+    let mut sim = Simulator::new(fed, coordinator, NetworkModel { latency_ms: 10, ..NetworkModel::default() }).unwrap();
+    let mut log = Vec::new();
+    let end = sim.run(|o, _| {
+        log.push((o.aggregated(), silent(o.round)));
+        ControlFlow::Continue(())
+    });
+    assert_eq!(end, SimEnd::Finished(Finish::LastRound));
+    log
+}
+
+/// Issue 11: with 5 sites the log2 rule gave k = 2 neighbours on a ring and t = 2, so a round
+/// was lost when a site and a neighbour fell silent after masking, although 3 sites remained
+/// (14 of 50 rounds of `dainet simulate --clients 5 --fraction 1 --secagg true
+/// --dropout-after-masking 0.2 --rounds 50`). The default is now the complete graph with
+/// t = 3: a round is aggregated exactly when at least 3 sites answer the unmask stage.
+#[test]
+fn five_sites_lose_a_secure_round_only_when_fewer_than_the_threshold_remain() {
+    let rounds = five_sites_secure(None, 50);
+    let with_dropouts = rounds.iter().filter(|&&(_, silent)| (1..=2).contains(&silent)).count();
+    assert!(with_dropouts >= 10, "the scenario must exercise dropouts: {rounds:?}");
+    for (i, &(aggregated, silent)) in rounds.iter().enumerate() {
+        assert_eq!(aggregated, silent <= 2, "round {}: {silent} of 5 sites silent", i + 1);
+    }
+    // The ring the log2 rule chose loses some of those rounds.
+    let ring = five_sites_secure(Some(3), 50);
+    let lost_with_three_left = ring.iter().filter(|&&(aggregated, silent)| !aggregated && silent <= 2).count();
+    assert!(lost_with_three_left > 0, "{ring:?}");
 }

@@ -12,8 +12,8 @@
 //! - [`SecAggServer`] routes keys and envelopes, sums masked inputs, unmasks the sum.
 //! - [`SecAggClient`] quantises and masks one input and answers the server's four requests.
 //! - [`field`] (Shamir over GF(2^127 − 1)), [`crypto`] (X25519, HKDF-SHA256,
-//!   ChaCha20-Poly1305, the ChaCha20 mask generator), [`quantize`] (fixed point with counted
-//!   clipping), [`graph`] (the k-regular Harary graph) are the parts.
+//!   ChaCha20-Poly1305, the AES-128-CTR mask generator), [`quantize`] (fixed point with
+//!   counted clipping), [`graph`] (the k-regular Harary graph) are the parts.
 //!
 //! # Protocol
 //! Setup. The server knows the n participants, the round number r and the configuration
@@ -135,9 +135,11 @@
 //! | `stage_timeout_ms` | how long each stage waits before closing with whoever answered. |
 //!
 //! # Deviations from Flower and from the papers
-//! - **Full seeds.** Every mask (self and pairwise) is the ChaCha20 keystream keyed by a full
-//!   32-byte seed ([`crypto::prg_apply`]); Flower folds its seeds to 32 bits for NumPy's
-//!   Mersenne Twister.
+//! - **Cryptographic mask generator.** Every mask (self and pairwise) is the AES-128-CTR
+//!   keystream of a 32-byte seed (key = its first 16 bytes, initial counter block = the
+//!   last 16; [`crypto::prg_apply`]), as Google's production secure aggregation expands masks
+//!   with AES-CTR (AES-256 there); Flower folds its seeds to 32 bits for NumPy's Mersenne
+//!   Twister.
 //! - **Counted clipping.** Flower clips silently; here clipped values are counted and the
 //!   total travels, masked, in the vector's header.
 //! - **Exact integer weights.** Flower quantises the ratio w/`max_weight` and w·x/`max_weight`;
@@ -160,8 +162,9 @@
 //! server routes O(n·k) envelopes, interpolates O(n) secrets (O(t²) each, plus O(t) per extra
 //! share), and expands |U3| + k·|dropped| masks of d + 2 words, in parallel with rayon
 //! (addition mod 2^32 commutes, so the result does not depend on the thread count). The mask
-//! generator writes the ChaCha20 keystream through a 4 KiB stack buffer straight into the
-//! `u32` words (no allocation per element).
+//! generator writes the AES-CTR keystream (AES-NI/VAES where the CPU has them) through a
+//! 4 KiB stack buffer straight into the `u32` words (no allocation per element). A client
+//! agrees each of its 2k keys once, in stage 2, and keeps them for stage 3.
 //!
 //! # Driving a round
 //! ```
