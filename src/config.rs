@@ -442,7 +442,7 @@ mod tests {
 
     fn toml_seeds() -> Vec<Vec<u8>> {
         [
-            "rounds = 7\nlr = 0.1\nhidden = [64, 32]\nlatency_ms = 5\n",
+            "rounds = 7\nlr = 0.1\nhidden = [64, 32]\n[network]\nlatency_ms = 5\nloss = 0.1\n[[network.crashes]]\nclient = 3\nat_ms = 100\n",
             "dataset = \"synthetic\"\npartition = \"natural\"\nstrategy = \"krum\"\nrobust_f = 1\nbyzantine = 0.2\nattack = \"ipm\"\n",
             "dp_noise_multiplier = 1.1\ndp_clip_norm = 0.5\ndp_adaptive_clip = true\nsecagg = true\nout = \"runs/x\"\n",
         ]
