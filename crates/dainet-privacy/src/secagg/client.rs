@@ -92,7 +92,9 @@ impl SecAggClient {
         let s_key = KeyPair::generate(&mut rng);
         let mut self_mask_seed = [0u8; 32];
         rng.fill_bytes(&mut self_mask_seed);
-        let quantized = config.quantizer()?.quantize(input, &mut rng).map_err(SecAggError::Input)?;
+        let mut dither_seed = [0u8; 32];
+        rng.fill_bytes(&mut dither_seed);
+        let quantized = config.quantizer()?.quantize(input, &dither_seed).map_err(SecAggError::Input)?;
         let mut plaintext = Vec::with_capacity(super::HEADER_WORDS + input.len());
         plaintext.extend([weight, quantized.clipped]);
         // weight · (q − 1) < 2^32 is checked by `validate`.
