@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use dainet_engine::record::kept_commitments;
+use dainet_ledger::blob::{BlobStore, DirBlobs};
 use dainet_ledger::block::Block;
 use dainet_ledger::chain::Chain;
 use dainet_ledger::export::ExportError;
@@ -92,7 +93,7 @@ pub struct ExportArgs {
 /// problems; bad input is an `Err` (exit 2).
 pub fn ledger(command: LedgerCommand) -> Result<ExitCode> {
     match command {
-        LedgerCommand::Show(args) => show(args).map(|()| ExitCode::SUCCESS),
+        LedgerCommand::Show(args) => show(args),
         LedgerCommand::Verify(args) => verify(args),
         LedgerCommand::Export(args) => export(args).map(|()| ExitCode::SUCCESS),
         LedgerCommand::Node(args) => crate::node::node(args).map(|()| ExitCode::SUCCESS),
@@ -103,8 +104,8 @@ pub fn ledger(command: LedgerCommand) -> Result<ExitCode> {
 // ---------------------------------------------------------------------------------------------
 // show
 
-fn show(args: ShowArgs) -> Result<()> {
-    let (store, _blobs) = LedgerDir::open_read_only(&args.dir)?.into_parts();
+fn show(args: ShowArgs) -> Result<ExitCode> {
+    let (store, blobs) = LedgerDir::open_read_only(&args.dir)?.into_parts();
     let chain = Chain::open(store).with_context(|| {
         format!(
             "{}: the ledger does not replay; `dainet ledger verify {}` lists every problem",
@@ -112,19 +113,55 @@ fn show(args: ShowArgs) -> Result<()> {
             args.dir.display()
         )
     })?;
+    let mut check = BlobCheck { blobs: &blobs, faults: 0 };
     let text = if let Some(height) = args.block {
-        show_block(&chain, height)?
+        show_block(&chain, height, &mut check)?
     } else if let Some(round) = args.round {
-        show_round(&chain, round)?
+        show_round(&chain, round, &mut check)?
     } else if let Some(node) = &args.node {
         show_node(&chain, node)?
     } else {
-        show_summary(&chain, &args.dir)?
+        show_summary(&chain, &args.dir, &mut check)?
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
-    Ok(())
+    if check.faults > 0 {
+        eprintln!(
+            "error: {} shown above {} not check out; `dainet ledger verify {}` lists every problem",
+            count(check.faults, "blob"),
+            if check.faults == 1 { "does" } else { "do" },
+            args.dir.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the blobs `show` displays, and counts those that are missing or changed: what is
+/// shown must check out, or the exit status says it does not.
+struct BlobCheck<'a> {
+    blobs: &'a DirBlobs,
+    faults: usize,
+}
+
+impl BlobCheck<'_> {
+    /// What is wrong with the blob `hash` names, if anything (then it is counted).
+    fn problem(&mut self, hash: &Digest) -> Option<String> {
+        let problem = match self.blobs.get(hash) {
+            Ok(Some(bytes)) if Digest::of(&bytes) == *hash => return None,
+            Ok(Some(bytes)) => format!("CHANGED: its bytes hash to {}", Digest::of(&bytes)),
+            Ok(None) => format!("MISSING from {}", self.blobs.dir().display()),
+            Err(e) => format!("UNREADABLE: {e}"),
+        };
+        self.faults += 1;
+        Some(problem)
+    }
+
+    /// The blob's status as `show` prints it.
+    fn status(&mut self, hash: &Digest) -> String {
+        self.problem(hash).unwrap_or_else(|| "present, bytes hash to its name".to_string())
+    }
 }
 
 /// Where a transaction sits: block height and index in the block.
@@ -155,7 +192,7 @@ fn stored_block(chain: &Chain<RedbStore>, height: u64) -> Result<Block> {
     chain.block(height)?.with_context(|| format!("block {height} is missing from the store"))
 }
 
-fn show_summary(chain: &Chain<RedbStore>, dir: &Path) -> Result<String> {
+fn show_summary(chain: &Chain<RedbStore>, dir: &Path, check: &mut BlobCheck<'_>) -> Result<String> {
     let state = chain.state();
     let head = chain.head();
     let mut txs = 0u64;
@@ -195,10 +232,28 @@ fn show_summary(chain: &Chain<RedbStore>, dir: &Path) -> Result<String> {
     line(&mut out, "policy", policy);
     line(&mut out, "data uses", state.data_uses().len());
     line(&mut out, "evidence", state.evidence().len());
+    // The summary stands for the whole ledger: every aggregate it references is checked.
+    let mut aggregates = 0;
+    let mut bad = Vec::new();
+    for (number, round) in state.rounds() {
+        let Some(aggregate) = &round.aggregate else { continue };
+        aggregates += 1;
+        if let Some(problem) = check.problem(&aggregate.aggregate_hash) {
+            bad.push(format!("round {number}, {}: {problem}", aggregate.aggregate_hash));
+        }
+    }
+    if bad.is_empty() {
+        line(&mut out, "aggregates", format!("{}, present, bytes hash to their names", count(aggregates, "blob")));
+    } else {
+        line(&mut out, "aggregates", format!("{}, {} NOT checking out:", count(aggregates, "blob"), bad.len()));
+        for problem in bad {
+            sub(&mut out, "", problem);
+        }
+    }
     Ok(out)
 }
 
-fn show_block(chain: &Chain<RedbStore>, height: u64) -> Result<String> {
+fn show_block(chain: &Chain<RedbStore>, height: u64, check: &mut BlobCheck<'_>) -> Result<String> {
     let tip = chain.head().height;
     if height > tip {
         bail!("no block at height {height}: the ledger's blocks are 0 to {tip}");
@@ -225,6 +280,13 @@ fn show_block(chain: &Chain<RedbStore>, height: u64) -> Result<String> {
             ]);
         }
         table(&mut out, &rows);
+        for (index, tx) in block.txs.iter().enumerate() {
+            if let TxBody::CommitAggregate { aggregate_hash, .. } = &tx.body {
+                if let Some(problem) = check.problem(aggregate_hash) {
+                    line(&mut out, "blob", format!("tx {index}: aggregate {aggregate_hash} {problem}"));
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -239,7 +301,7 @@ struct RoundTxs {
     privacy: Vec<At>,
 }
 
-fn show_round(chain: &Chain<RedbStore>, number: u64) -> Result<String> {
+fn show_round(chain: &Chain<RedbStore>, number: u64, check: &mut BlobCheck<'_>) -> Result<String> {
     let state = chain.state();
     let Some(round) = state.round(number) else {
         let known: Vec<String> = state.rounds().keys().map(u64::to_string).collect();
@@ -295,6 +357,7 @@ fn show_round(chain: &Chain<RedbStore>, number: u64) -> Result<String> {
     match &round.aggregate {
         Some(agg) => {
             line(&mut out, "aggregate", format!("{}, {}", agg.aggregate_hash, place(at.aggregate.as_ref())));
+            sub(&mut out, "blob", check.status(&agg.aggregate_hash));
             let who: Vec<String> = agg.participants.iter().map(|id| names.short(id)).collect();
             sub(&mut out, "participants", format!("{}: {}", who.len(), who.join(", ")));
             sub(&mut out, "metrics", if agg.metrics.is_empty() { "none".to_string() } else { metrics(&agg.metrics) });

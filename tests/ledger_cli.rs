@@ -385,6 +385,47 @@ fn commands_on_a_folder_that_is_not_a_ledger_say_what_a_ledger_folder_holds() {
     assert_clean_error(&dainet(&["ledger", "show", s(&tmp.path().join("missing"))]), "does not exist");
 }
 
+#[test]
+fn show_checks_the_blobs_it_displays() {
+    let l = build_ledger();
+    // Untouched: every view says the aggregate is there and intact, and exits 0.
+    let summary = ok(&["ledger", "show", s(&l.dir)]);
+    assert!(has_line(&summary, &labelled("aggregates", "1 blob, present, bytes hash to their names")), "{summary}");
+    let round = ok(&["ledger", "show", s(&l.dir), "--round", "1"]);
+    assert!(round.contains("blob          present, bytes hash to its name"), "{round}");
+
+    // A changed aggregate: each view that shows it marks it, and exits 1 saying why.
+    let path = l.dir.join("blobs").join(l.aggregate.to_string());
+    std::fs::write(&path, b"another model").unwrap();
+    for args in [
+        vec!["ledger", "show", s(&l.dir)],
+        vec!["ledger", "show", s(&l.dir), "--round", "1"],
+        vec!["ledger", "show", s(&l.dir), "--block", "3"],
+    ] {
+        let out = dainet(&args);
+        let (text, err) = (stdout(&out), stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}
+stdout:
+{text}
+stderr: {err}"
+        );
+        assert!(text.contains(&format!("CHANGED: its bytes hash to {}", Digest::of(b"another model"))), "{text}");
+        assert!(err.contains("1 blob shown above does not check out") && err.contains("ledger verify"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A view that shows no blob is unaffected.
+    ok(&["ledger", "show", s(&l.dir), "--block", "2"]);
+
+    // A missing aggregate likewise.
+    std::fs::remove_file(&path).unwrap();
+    let out = dainet(&["ledger", "show", s(&l.dir), "--round", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("MISSING from"), "{}", stdout(&out));
+}
+
 // ---------------------------------------------------------------------------------------------
 // verify
 
