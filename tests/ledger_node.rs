@@ -221,6 +221,13 @@ fn bad_input_to_node_and_genesis_is_one_error_line_and_exit_2() {
     ok(&["keygen", "--out", s(&stranger)]);
     let out = node(&["--key", s(&stranger), "--genesis", genesis, "--dir", dir, "--listen", listen]);
     assert_clean_error(&out, "not a validator of the genesis");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stranger, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = node(&["--key", s(&stranger), "--genesis", genesis, "--dir", dir, "--listen", listen]);
+        assert_clean_error(&out, "is readable by group or others (mode 644)");
+    }
     let out =
         node(&["--key", key, "--genesis", genesis, "--dir", dir, "--listen", listen, "--peer", "abc@127.0.0.1:1"]);
     assert_clean_error(&out, "bad peer");

@@ -165,9 +165,21 @@ impl NodeConfig {
     }
 }
 
-/// Read a key file written by `dainet keygen` ([`Keypair::load`]).
+/// Read a key file written by `dainet keygen` ([`Keypair::load`]), refusing one that users
+/// other than its owner may read (keygen writes mode 0600).
 pub fn load_key(path: &Path) -> Result<Keypair, NodeError> {
-    Ok(Keypair::load(path)?)
+    let key = Keypair::load(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = std::fs::metadata(path)
+            .map_err(|source| dainet_ledger::identity::IdentityError::Io { path: path.to_path_buf(), source })?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(NodeError::KeyExposed { path: path.to_path_buf(), mode });
+        }
+    }
+    Ok(key)
 }
 
 /// Read a genesis file (the bytes of [`Genesis::encode`]) and check its rules.
@@ -272,5 +284,24 @@ mod tests {
         assert_eq!(load_genesis(&good).unwrap(), g);
         let err = load_key(&good).unwrap_err();
         assert!(matches!(err, NodeError::Key(_)), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("node.key");
+        let k = key(3);
+        k.save(&path).unwrap();
+        assert_eq!(load_key(&path).unwrap().node_id(), k.node_id());
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_key(&path).unwrap_err();
+            assert!(matches!(err, NodeError::KeyExposed { mode: m, .. } if m == mode), "{err}");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(load_key(&path).is_ok(), "owner-only read is fine");
     }
 }

@@ -20,6 +20,20 @@ pub enum NodeError {
     /// The key file could not be read or holds no key.
     #[error("cannot read the node key: {0}; make one with `dainet keygen --out FILE`")]
     Key(#[from] IdentityError),
+    /// The key file may be read by other users of the machine, who could then sign as this
+    /// node.
+    #[error(
+        "the node key {} is readable by group or others (mode {mode:o}): anyone who can read it can sign as this node; \
+         run `chmod 600 {}`, or make a new key with `dainet keygen` if it may have been copied",
+        path.display(),
+        path.display()
+    )]
+    KeyExposed {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The genesis file could not be read.
     #[error("cannot read the genesis file: path={path} reason={source}")]
     GenesisIo {
