@@ -183,6 +183,21 @@ fn a_node_stops_cleanly_on_sigterm_and_refuses_its_folder_once_garbled() {
     assert!(stderr(&out).contains("SIGTERM"), "{}", stderr(&out));
     assert!(dainet(&["ledger", "verify", s(&dir)]).status.success());
 
+    // Its vote journal gone: it refuses to start (started over, it could equivocate, and a lone
+    // validator restarted this way was measured to finalize nothing), and starts again once
+    // the journal is back. Likewise a missing ledger under a journal.
+    let (journal, aside) = (dir.join("consensus"), dir.with_extension("consensus-aside"));
+    std::fs::rename(&journal, &aside).unwrap();
+    let out = finish(net.node(0, &["--duration", "5"]).spawn().unwrap(), Duration::from_secs(20));
+    assert_clean_error(&out, &format!("holds a ledger at height {height} but no consensus journal"));
+    std::fs::rename(&aside, &journal).unwrap();
+    let (ledger, aside) = (dir.join("ledger.redb"), dir.with_extension("ledger-aside"));
+    std::fs::rename(&ledger, &aside).unwrap();
+    let out = finish(net.node(0, &["--duration", "5"]).spawn().unwrap(), Duration::from_secs(20));
+    assert_clean_error(&out, "holds a consensus journal but no ledger");
+    std::fs::rename(&aside, &ledger).unwrap();
+    assert!(dainet(&["ledger", "verify", s(&dir)]).status.success());
+
     // Truncate block 2 (keeping the tip): the node refuses to start and names the height.
     {
         let mut ledger = LedgerDir::open(&dir).unwrap();

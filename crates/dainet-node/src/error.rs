@@ -140,6 +140,39 @@ pub enum NodeError {
         /// The hash of the genesis given.
         given: Digest,
     },
+    /// The ledger has finalized blocks but simplex's vote journal is gone: started over, the
+    /// validator could vote twice in a view it voted in before, and it would not finalize
+    /// past its ledger (measured: a lone validator restarted this way stayed at its height).
+    #[error(
+        "the node folder holds a ledger at height {height} but no consensus journal: dir={} journal={}; \
+         restore the journal from where it was: started over, this validator could vote twice in a view it voted \
+         in before (equivocation). If it is lost, wait until the other validators are past the views it may have \
+         voted in, then start it in a new --dir",
+        dir.display(),
+        journal.display()
+    )]
+    LedgerWithoutJournal {
+        /// The node folder.
+        dir: PathBuf,
+        /// Where the journal should be.
+        journal: PathBuf,
+        /// The ledger's height.
+        height: u64,
+    },
+    /// Simplex's vote journal is there but the ledger is not: a new ledger would start at
+    /// height 0 under a journal that has voted past it.
+    #[error(
+        "the node folder holds a consensus journal but no ledger: dir={} missing={}; restore the ledger from where \
+         it was, or start this validator in a new --dir",
+        dir.display(),
+        ledger.display()
+    )]
+    JournalWithoutLedger {
+        /// The node folder.
+        dir: PathBuf,
+        /// The missing ledger file.
+        ledger: PathBuf,
+    },
     /// Consensus refused to start.
     #[error("consensus did not start: {0}")]
     Consensus(Box<ConsensusError>),

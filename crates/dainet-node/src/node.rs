@@ -118,9 +118,18 @@ impl Drop for RunningNode {
 /// Start a node (see the module docs). Returns once its validator is running.
 pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     config.validate()?;
-    let chain = open_ledger(&config.dir, &config.genesis)?;
-    check_listen(config.listen)?;
     let consensus_dir = config.consensus_dir();
+    let journal = has_journal(&consensus_dir)?;
+    let store = LedgerPaths::of(&config.dir).store;
+    if journal && !store.exists() {
+        return Err(NodeError::JournalWithoutLedger { dir: config.dir.clone(), ledger: store });
+    }
+    let chain = open_ledger(&config.dir, &config.genesis)?;
+    let height = chain.head().height;
+    if height > 0 && !journal {
+        return Err(NodeError::LedgerWithoutJournal { dir: config.dir.clone(), journal: consensus_dir, height });
+    }
+    check_listen(config.listen)?;
     fs::create_dir_all(&consensus_dir).map_err(|source| NodeError::Io { path: consensus_dir.clone(), source })?;
     info!(
         target: "dainet_node",
@@ -156,6 +165,15 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             };
             Err(NodeError::Runtime { reason })
         }
+    }
+}
+
+/// Whether simplex's vote journal is in `consensus_dir` (the folder exists and holds anything).
+fn has_journal(consensus_dir: &Path) -> Result<bool, NodeError> {
+    match fs::read_dir(consensus_dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(NodeError::Io { path: consensus_dir.to_path_buf(), source }),
     }
 }
 
