@@ -226,10 +226,10 @@ fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, S
     info.remove(HASH_KEY);
     info.insert(FORMAT_KEY.into(), FORMAT.into());
     // The hash takes the tensors in name order, whatever order the file stores them in.
-    let data: Vec<_> = tensors.iter().map(|(_, _, values)| dainet_core::codec::le_bytes(values)).collect();
+    let bytes: Vec<_> = tensors.iter().map(|(_, _, values)| dainet_core::codec::le_bytes(values)).collect();
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by(|&a, &b| tensors[a].0.cmp(tensors[b].0));
-    let hash = content_hash(&info, order.iter().map(|&i| (tensors[i].0, "F32", tensors[i].1, data[i].as_ref())));
+    let hash = content_hash(&info, order.iter().map(|&i| (tensors[i].0, "F32", tensors[i].1, bytes[i].as_ref())));
     info.insert(HASH_KEY.into(), hash);
     header.insert("__metadata__".into(), serde_json::json!(info));
     // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
@@ -239,8 +239,8 @@ fn encode_safetensors(tensors: &[NamedTensor<'_>], metadata: &BTreeMap<String, S
     let mut data = Vec::with_capacity(8 + head.len() + offset);
     data.extend_from_slice(&(head.len() as u64).to_le_bytes());
     data.extend_from_slice(&head);
-    for (_, _, values) in tensors {
-        data.extend_from_slice(&dainet_core::codec::le_bytes(values));
+    for tensor in &bytes {
+        data.extend_from_slice(tensor);
     }
     data
 }

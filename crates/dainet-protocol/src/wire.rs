@@ -144,12 +144,25 @@ impl ModelRef {
     pub fn of(params: &Params) -> Self {
         Self { hash: update_digest(params.values()), values: params.values().len() as u64 }
     }
+
+    /// `Ok` if `got` is this reference, else the mismatch.
+    fn check(&self, got: ModelRef) -> Result<(), WireError> {
+        if got == *self {
+            return Ok(());
+        }
+        Err(WireError::ModelMismatch {
+            expected: self.values,
+            expected_hash: self.hash,
+            got: got.values,
+            got_hash: got.hash,
+        })
+    }
 }
 
 /// The blob of a global model: [`WIRE_VERSION`], then its values as little-endian `f32`s (with
 /// postcard's length prefix). Its layout is the task's, which every party already has.
 pub fn encode_model(params: &Params) -> Vec<u8> {
-    codec::encode(WIRE_VERSION, &F32s(Cow::Borrowed(params.values())))
+    codec::encode(WIRE_VERSION, &Words(Cow::Borrowed(params.values())))
 }
 
 /// The length of [`encode_model`]'s blob of `values` values, without encoding it.
@@ -168,17 +181,9 @@ pub fn decode_model(bytes: &[u8], expected: &ModelRef, layout: &Arc<Layout>) -> 
         .and_then(|n| n.checked_add(16))
         .filter(|&n| n <= MAX_FRAME_BYTES)
         .ok_or_else(|| invalid(MODEL, format!("a model of {} values is larger than any frame", expected.values)))?;
-    let F32s(values) = codec::decode::<F32s<'static>>(MODEL, WIRE_VERSION, max, bytes)?;
+    let Words(values) = codec::decode::<F32s<'static>>(MODEL, WIRE_VERSION, max, bytes)?;
     let values = values.into_owned();
-    let got = ModelRef { hash: update_digest(&values), values: values.len() as u64 };
-    if got != *expected {
-        return Err(WireError::ModelMismatch {
-            expected: expected.values,
-            expected_hash: expected.hash,
-            got: got.values,
-            got_hash: got.hash,
-        });
-    }
+    expected.check(ModelRef { hash: update_digest(&values), values: values.len() as u64 })?;
     Params::new(Arc::clone(layout), values).map_err(|e| invalid(MODEL, e.to_string()))
 }
 
@@ -199,15 +204,7 @@ pub struct TrainAnnouncement {
 impl TrainAnnouncement {
     /// The request, with the fetched model; refused if `params` is not the model named.
     pub fn with_model(self, params: Arc<Params>) -> Result<TrainRequest, WireError> {
-        let got = ModelRef::of(&params);
-        if got != self.model {
-            return Err(WireError::ModelMismatch {
-                expected: self.model.values,
-                expected_hash: self.model.hash,
-                got: got.values,
-                got_hash: got.hash,
-            });
-        }
+        self.model.check(ModelRef::of(&params))?;
         Ok(TrainRequest { round: self.round, client: self.client, params, upload: self.upload })
     }
 }
@@ -315,7 +312,7 @@ pub fn encode_to_coordinator(message: &ToCoordinator) -> Vec<u8> {
     let frame = match message {
         ToCoordinator::Update { round, update } => CoordinatorBound::Update {
             round: *round,
-            params: F32s(Cow::Borrowed(&update.params)),
+            params: Words(Cow::Borrowed(&update.params)),
             num_examples: update.num_examples,
             train_loss: update.train_loss,
         },
@@ -561,7 +558,7 @@ impl<'a> From<&'a ClientMessage> for WireClientMessage<'a> {
                 envelopes: envelopes.iter().map(|(id, envelope)| (id.0, envelope.clone())).collect(),
             },
             ClientMessage::MaskedInput { round, input } => {
-                WireClientMessage::MaskedInput { round: *round, words: U32s(Cow::Borrowed(input.words())) }
+                WireClientMessage::MaskedInput { round: *round, words: Words(Cow::Borrowed(input.words())) }
             }
             ClientMessage::Unmask { round, self_mask_shares, secret_key_shares } => WireClientMessage::Unmask {
                 round: *round,
@@ -595,20 +592,14 @@ impl WireClientMessage<'_> {
     }
 }
 
-/// `f32`s as one byte string of their little-endian bytes.
-struct F32s<'a>(Cow<'a, [f32]>);
-/// `u32`s as one byte string of their little-endian bytes.
-struct U32s<'a>(Cow<'a, [u32]>);
+/// `f32`s or `u32`s as one byte string of their little-endian bytes.
+struct Words<'a, T: Clone>(Cow<'a, [T]>);
+type F32s<'a> = Words<'a, f32>;
+type U32s<'a> = Words<'a, u32>;
 /// A Shamir share (48 bytes; serde's arrays stop at 32).
 struct Share(ShareBytes);
 
-impl Serialize for F32s<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&codec::le_bytes(&self.0))
-    }
-}
-
-impl Serialize for U32s<'_> {
+impl<T: Clone + codec::LeWord> Serialize for Words<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(&codec::le_bytes(&self.0))
     }
@@ -620,15 +611,9 @@ impl Serialize for Share {
     }
 }
 
-impl<'de> Deserialize<'de> for F32s<'_> {
+impl<'de, T: Clone + codec::LeWord> Deserialize<'de> for Words<'_, T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_bytes(WordsVisitor(std::marker::PhantomData)).map(|v| F32s(Cow::Owned(v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for U32s<'_> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_bytes(WordsVisitor(std::marker::PhantomData)).map(|v| U32s(Cow::Owned(v)))
+        deserializer.deserialize_bytes(WordsVisitor(std::marker::PhantomData)).map(|v| Words(Cow::Owned(v)))
     }
 }
 
