@@ -58,13 +58,14 @@ use dainet_ledger::hash::{BlockHash, TxHash};
 use dainet_ledger::identity::NodeId;
 use dainet_ledger::store::BlockStore;
 use dainet_ledger::tx::Transaction;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::core::{Core, Finality, Inserted, Proposed, Verdict};
 use crate::error::ConsensusError;
 use crate::mempool::{Inclusion, RejectReason, TxOutcome};
+use crate::sync::{RangeSync, SyncConfig, SyncEvent, SyncRequest};
 use crate::types::{block_hash, node_id, payload, Activity, Payload, ProposalContext, PublicKey};
-use crate::wire::{gossipable, transaction_batches, WireMessage, MAX_WIRE_BYTES};
+use crate::wire::{blocks_message, blocks_message_len, gossipable, transaction_batches, WireMessage, MAX_WIRE_BYTES};
 
 /// Tuning of the application actor.
 #[derive(Clone, Debug)]
@@ -89,6 +90,8 @@ pub struct ApplicationConfig {
     /// block. Must stay below the leader timeout, or idle views are skipped instead of filled.
     /// Zero proposes empty blocks at once.
     pub empty_block_interval: Duration,
+    /// Catching up by ranges after falling behind ([`crate::sync`]).
+    pub sync: SyncConfig,
 }
 
 impl Default for ApplicationConfig {
@@ -100,6 +103,7 @@ impl Default for ApplicationConfig {
             max_message_bytes: MAX_WIRE_BYTES,
             gossip_interval: Duration::from_millis(10),
             empty_block_interval: Duration::from_millis(500),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -135,8 +139,33 @@ pub struct Status {
     pub faults: BTreeMap<NodeId, u64>,
     /// Finalized blocks that did not check against this validator's chain (must stay 0).
     pub finality_errors: u64,
+    /// The catch-up running now, if this validator is behind ([`crate::sync`]).
+    pub sync: Option<SyncStatus>,
+    /// Catch-up jobs started (each towards one finalized block this validator lacked).
+    pub sync_jobs: u64,
+    /// Blocks appended by catching up (all checked in full), over all jobs.
+    pub synced_blocks: u64,
+    /// Catch-up answers that were wrong or empty ("not held").
+    pub sync_bad_answers: u64,
+    /// Catch-up requests that went unanswered in time.
+    pub sync_timeouts: u64,
+    /// Header and block ranges this validator served to peers catching up.
+    pub ranges_served: u64,
     /// The last error, for diagnosis.
     pub last_error: Option<String>,
+}
+
+/// A running catch-up, as [`Status::sync`] reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// The finalized height the job fetches up to, once known.
+    pub target_height: Option<u64>,
+    /// How many blocks behind that target this validator is, once known.
+    pub behind: Option<u64>,
+    /// Headers known so far (while fetching headers, before blocks).
+    pub headers_known: u64,
+    /// Blocks appended per second since the job started.
+    pub blocks_per_s: u64,
 }
 
 impl Status {
@@ -305,6 +334,10 @@ pub struct Application<B: BlockStore, S, R> {
     finalizing: Option<(View, BlockHash, Option<BlockHash>)>,
     /// When each missing hash may next be requested.
     fetches: BTreeMap<BlockHash, SystemTime>,
+    /// The catch-up towards a finalized block whose ancestry is missing here.
+    sync: RangeSync<PublicKey>,
+    /// When the running catch-up started, its blocks so far, and when it was last logged.
+    sync_clock: Option<SyncClock>,
     watchers: BTreeMap<TxHash, Vec<oneshot::Sender<TxOutcome>>>,
     /// Encoded transactions submitted here, new to the mempool, not yet gossiped.
     outbox: Vec<Vec<u8>>,
@@ -314,6 +347,16 @@ pub struct Application<B: BlockStore, S, R> {
     held: Option<HeldProposal>,
     status: StatusHandle,
 }
+
+/// Timing of the running catch-up, for its rate and its progress log.
+struct SyncClock {
+    started: SystemTime,
+    blocks: u64,
+    logged: SystemTime,
+}
+
+/// How often a running catch-up logs its progress.
+const SYNC_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A request to propose on `parent`, asked again once the mempool admits a transaction
 /// (`admitted` moves) or at `due_ms`.
@@ -330,11 +373,12 @@ where
     S: Sender<PublicKey = PublicKey>,
     R: Receiver<PublicKey = PublicKey>,
 {
-    /// An actor over `chain` (its tip is taken as finalized) for a validator among
+    /// An actor over `chain` (its tip is taken as finalized) for validator `me` among
     /// `participants`, with the block channel `(sender, receiver)`. Returns the actor, to
     /// [`Application::start`], and its mailbox and status.
     pub fn new(
         chain: Chain<B>,
+        me: &PublicKey,
         participants: Set<PublicKey>,
         (sender, receiver): (S, R),
         config: ApplicationConfig,
@@ -350,6 +394,8 @@ where
             ..Status::default()
         })));
         let (tx, rx) = mpsc::unbounded_channel();
+        let peers: Vec<PublicKey> = participants.iter().filter(|p| *p != me).cloned().collect();
+        let sync = RangeSync::new(peers, config.sync.clone());
         let actor = Application {
             core,
             participants,
@@ -360,6 +406,8 @@ where
             parked: Vec::new(),
             finalizing: None,
             fetches: BTreeMap::new(),
+            sync,
+            sync_clock: None,
             watchers: BTreeMap::new(),
             outbox: Vec::new(),
             last_gossip: None,
@@ -408,6 +456,7 @@ where
                 _ = context.sleep_until(wake) => {
                     if context.current() >= next_tick {
                         self.fetch_missing(context.current());
+                        self.poll_sync(context.current());
                         next_tick = context.current() + tick;
                     }
                 },
@@ -451,7 +500,7 @@ where
                 if self.finalizing.as_ref().is_none_or(|(v, _, _)| view > *v) {
                     self.finalizing = Some((view, block_hash(&p), None));
                 }
-                self.try_finalize();
+                self.try_finalize(context.current());
             }
             Message::Fault { signer, kind } => {
                 let offender = self.participants.get(signer as usize).map(node_id);
@@ -543,46 +592,161 @@ where
         }
     }
 
-    fn try_finalize(&mut self) {
+    /// Apply the newest finalization, or start catching up towards it when its ancestry is
+    /// missing here. While a catch-up runs it alone appends; the newest finalization is tried
+    /// again when it ends.
+    fn try_finalize(&mut self, now: SystemTime) {
         let Some((view, hash, _)) = self.finalizing else { return };
+        if self.sync.active() {
+            return;
+        }
         match self.core.finalize(hash) {
-            Finality::Already => self.finalizing = None,
-            Finality::Missing(missing) => self.finalizing = Some((view, hash, Some(missing))),
-            Finality::Failed(reason) => {
-                error!(target: "dainet_consensus", block = %hash, %reason, "finalized block does not check");
-                let mut status = self.status.lock();
-                status.finality_errors += 1;
-                status.last_error = Some(reason);
-                self.finalizing = None;
+            Finality::Missing(missing) => {
+                self.finalizing = Some((view, hash, Some(missing)));
+                let head = self.core.chain().head();
+                if self.sync.start(hash, (head.height, head.hash)) {
+                    debug!(target: "dainet_consensus", target = %hash, height = head.height, "catching up");
+                    self.status.lock().sync_jobs += 1;
+                    self.sync_clock = Some(SyncClock { started: now, blocks: 0, logged: now });
+                    self.poll_sync(now);
+                }
             }
-            Finality::Done { blocks, evicted, error } => {
+            Finality::Already => self.finalizing = None,
+            Finality::Failed(reason) => {
                 self.finalizing = None;
-                let mut status = self.status.lock();
-                for block in &blocks {
-                    status.finalized.push(block.hash);
-                    status.tip_timestamp_ms = block.timestamp_ms;
-                    let inclusion =
-                        Inclusion { height: block.height, block_hash: block.hash, timestamp_ms: block.timestamp_ms };
-                    for tx in &block.tx_hashes {
-                        for watcher in self.watchers.remove(tx).unwrap_or_default() {
-                            status.submissions_committed += 1;
-                            let _ = watcher.send(TxOutcome::Committed(inclusion));
-                        }
-                    }
-                }
-                for (tx, reason) in evicted {
-                    for watcher in self.watchers.remove(&tx).unwrap_or_default() {
-                        let _ = watcher.send(TxOutcome::Rejected(RejectReason::Ledger(reason.clone())));
-                    }
-                }
-                status.mempool = self.core.mempool().len();
-                if let Some(reason) = error {
-                    error!(target: "dainet_consensus", %reason, "could not append a finalized block");
-                    status.finality_errors += 1;
-                    status.last_error = Some(reason);
+                self.finality_failed(&hash, reason);
+            }
+            done @ Finality::Done { .. } => {
+                self.finalizing = None;
+                self.record_appended(done);
+            }
+        }
+    }
+
+    fn finality_failed(&mut self, hash: &BlockHash, reason: String) {
+        error!(target: "dainet_consensus", block = %hash, %reason, "finalized block does not check");
+        let mut status = self.status.lock();
+        status.finality_errors += 1;
+        status.last_error = Some(reason);
+    }
+
+    /// Report blocks appended to the finalized chain: status, watchers, evictions.
+    fn record_appended(&mut self, finality: Finality) {
+        let Finality::Done { blocks, evicted, error } = finality else { return };
+        let mut status = self.status.lock();
+        for block in &blocks {
+            status.finalized.push(block.hash);
+            status.tip_timestamp_ms = block.timestamp_ms;
+            let inclusion =
+                Inclusion { height: block.height, block_hash: block.hash, timestamp_ms: block.timestamp_ms };
+            for tx in &block.tx_hashes {
+                for watcher in self.watchers.remove(tx).unwrap_or_default() {
+                    status.submissions_committed += 1;
+                    let _ = watcher.send(TxOutcome::Committed(inclusion));
                 }
             }
         }
+        for (tx, reason) in evicted {
+            for watcher in self.watchers.remove(&tx).unwrap_or_default() {
+                let _ = watcher.send(TxOutcome::Rejected(RejectReason::Ledger(reason.clone())));
+            }
+        }
+        status.mempool = self.core.mempool().len();
+        if let Some(reason) = error {
+            error!(target: "dainet_consensus", %reason, "could not append a finalized block");
+            status.finality_errors += 1;
+            status.last_error = Some(reason);
+        }
+    }
+
+    /// Send the catch-up's next request, if one is due, and refresh its status.
+    fn poll_sync(&mut self, now: SystemTime) {
+        if let Some((peer, request)) = self.sync.poll(ms_since_epoch(now)) {
+            let message = match request {
+                SyncRequest::Headers { end, above, max } => WireMessage::HeadersRequest { end, above, max },
+                SyncRequest::Blocks(hashes) => WireMessage::BlocksRequest(hashes),
+            };
+            let _ = self.sender.send(Recipients::One(peer), message.encode(), false);
+        }
+        self.report_sync(now);
+    }
+
+    /// Put the catch-up's progress in the status, and log it every [`SYNC_LOG_INTERVAL`].
+    fn report_sync(&mut self, now: SystemTime) {
+        let progress = self.sync.progress();
+        let rate = self.sync_clock.as_ref().map_or(0, |clock| {
+            let ms = now.duration_since(clock.started).map_or(0, |d| d.as_millis()).max(1);
+            u64::try_from(u128::from(clock.blocks) * 1000 / ms).unwrap_or(u64::MAX)
+        });
+        if let (Some(p), Some(clock)) = (&progress, self.sync_clock.as_mut()) {
+            if now.duration_since(clock.logged).is_ok_and(|d| d >= SYNC_LOG_INTERVAL) {
+                clock.logged = now;
+                info!(
+                    target: "dainet_consensus",
+                    height = p.height,
+                    target_height = ?p.target_height,
+                    behind = ?p.behind(),
+                    headers_known = p.headers_known,
+                    blocks_per_s = rate,
+                    "catching up"
+                );
+            }
+        }
+        let mut status = self.status.lock();
+        status.sync = progress.map(|p| SyncStatus {
+            target_height: p.target_height,
+            behind: p.behind(),
+            headers_known: p.headers_known,
+            blocks_per_s: rate,
+        });
+        status.sync_timeouts = self.sync.timeouts;
+    }
+
+    /// Act on what a catch-up answer did.
+    fn on_sync_event(&mut self, now: SystemTime, from: &PublicKey, event: SyncEvent) {
+        match event {
+            SyncEvent::Ignored | SyncEvent::Progress => {}
+            SyncEvent::BadAnswer(reason) => {
+                debug!(target: "dainet_consensus", peer = %node_id(from), %reason, "catch-up answer not used");
+                self.status.lock().sync_bad_answers += 1;
+            }
+            SyncEvent::Failed(reason) => {
+                self.sync_clock = None;
+                let target = self.finalizing.map(|(_, hash, _)| hash).unwrap_or_default();
+                self.finality_failed(&target, reason);
+            }
+            SyncEvent::Append(blocks) => {
+                let count = blocks.len() as u64;
+                match self.core.append_synced(blocks) {
+                    done @ Finality::Done { .. } => {
+                        self.record_appended(done);
+                        self.status.lock().synced_blocks += count;
+                        if let Some(clock) = self.sync_clock.as_mut() {
+                            clock.blocks += count;
+                        }
+                        let head = self.core.chain().head();
+                        if self.sync.appended((head.height, head.hash)) {
+                            let blocks = self.sync_clock.take().map_or(0, |c| c.blocks);
+                            info!(target: "dainet_consensus", height = head.height, blocks, "caught up");
+                            self.report_sync(now);
+                            self.try_finalize(now);
+                        }
+                        self.retry_parked(ms_since_epoch(now));
+                    }
+                    other => {
+                        self.sync.fail();
+                        self.sync_clock = None;
+                        let reason = match other {
+                            Finality::Failed(reason) => reason,
+                            other => format!("unexpected catch-up result: {other:?}"),
+                        };
+                        let target = self.finalizing.map(|(_, hash, _)| hash).unwrap_or_default();
+                        self.finality_failed(&target, reason);
+                    }
+                }
+            }
+        }
+        self.poll_sync(now);
     }
 
     fn on_network(&mut self, now: SystemTime, from: PublicKey, bytes: &[u8]) {
@@ -603,7 +767,7 @@ where
                 Inserted::New(_) => {
                     self.retry_parked(ms_since_epoch(now));
                     if self.finalizing.is_some() {
-                        self.try_finalize();
+                        self.try_finalize(now);
                     }
                     // A fetched block may reveal a missing parent: ask for it at once, so
                     // catching up costs a round trip per block, not a retry period.
@@ -613,6 +777,34 @@ where
                 Inserted::Known | Inserted::Stale | Inserted::Full => {}
             },
             WireMessage::Transactions(txs) => self.on_gossip(&from, txs),
+            WireMessage::HeadersRequest { end, above, max } => {
+                let headers = self.core.headers_ending_at(end, above, max as usize);
+                let sent = self.sender.send(Recipients::One(from), WireMessage::Headers(headers).encode(), false);
+                if !sent.is_empty() {
+                    self.status.lock().ranges_served += 1;
+                }
+            }
+            WireMessage::BlocksRequest(hashes) => {
+                let overhead = blocks_message_len(hashes.iter().map(|_| 0));
+                let budget = self.config.max_message_bytes.saturating_sub(overhead);
+                let blocks = self.core.blocks_by_hash(&hashes, budget);
+                let message = blocks_message(&blocks);
+                if message.len() > self.config.max_message_bytes {
+                    warn!(target: "dainet_consensus", bytes = message.len(), "block too large to serve a catch-up");
+                    return;
+                }
+                if !self.sender.send(Recipients::One(from), message, false).is_empty() {
+                    self.status.lock().ranges_served += 1;
+                }
+            }
+            WireMessage::Headers(headers) => {
+                let event = self.sync.on_headers(&from, headers);
+                self.on_sync_event(now, &from, event);
+            }
+            WireMessage::Blocks(blocks) => {
+                let event = self.sync.on_blocks(&from, blocks);
+                self.on_sync_event(now, &from, event);
+            }
         }
     }
 
@@ -698,10 +890,15 @@ where
     /// once `fetch_retry` has passed since their last request.
     fn fetch_missing(&mut self, now: SystemTime) {
         self.parked.retain(|(_, request)| !request.is_abandoned());
-        let mut needed: BTreeSet<BlockHash> = self.parked.iter().map(|(missing, _)| *missing).collect();
-        if let Some((_, _, Some(missing))) = self.finalizing {
-            needed.insert(missing);
-        }
+        // While catching up, the blocks that parked requests wait for are far above the tip:
+        // fetching them one hash at a time would crawl down the whole gap and make every peer
+        // answer for each step. The catch-up brings the chain; they are fetched after it.
+        // A finalization's missing ancestry is the catch-up's to fetch.
+        let needed: BTreeSet<BlockHash> = if self.sync.active() {
+            BTreeSet::new()
+        } else {
+            self.parked.iter().map(|(missing, _)| *missing).collect()
+        };
         self.fetches.retain(|hash, _| needed.contains(hash));
         for hash in needed {
             let due = self.fetches.entry(hash).or_insert(now);

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dainet_ledger::block::Block;
+use dainet_ledger::block::{Block, BlockHeader};
 use dainet_ledger::chain::{check_next_presigned, Chain, Head};
 use dainet_ledger::hash::{BlockHash, TxHash};
 use dainet_ledger::state::{State, TxRejection};
@@ -466,6 +466,88 @@ impl<B: BlockStore> Core<B> {
 
     /// Forget what can no longer matter after the tip moved: blocks at or below it and checked
     /// blocks that do not descend from it.
+    /// Up to `max` consecutive headers above height `above` of the chain ending at `end`,
+    /// lowest height first, for a validator catching up ([`crate::sync`]): from the blocks
+    /// checked or cached here while they descend to the finalized chain, then from the finalized
+    /// chain itself (each header read from the stored block without decoding its transactions).
+    /// Empty if `end` is not held here. A stored block that does not read stops the walk (the
+    /// answer is then shorter, never wrong: the asker checks every link).
+    pub fn headers_ending_at(&self, end: BlockHash, above: u64, max: usize) -> Vec<BlockHeader> {
+        let mut headers = Vec::new();
+        let mut cur = end;
+        while headers.len() < max {
+            if let Some(block) = self.pending_block(&cur) {
+                if block.height <= above {
+                    break;
+                }
+                headers.push(block.header());
+                cur = block.prev_hash;
+                continue;
+            }
+            if let Some(&height) = self.finalized.get(&cur) {
+                let lowest = height.saturating_sub((max - headers.len()) as u64 - 1).max(above.saturating_add(1));
+                for h in (lowest..=height).rev() {
+                    match self.chain.store().block(h).ok().flatten().map(|bytes| Block::decode_header(&bytes)) {
+                        Some(Ok(header)) => headers.push(header),
+                        _ => break,
+                    }
+                }
+            }
+            break;
+        }
+        headers.reverse();
+        headers
+    }
+
+    /// The encoded blocks named by `hashes`, in order, stopping at the first not held here or
+    /// at the first that would take the total past `max_bytes` (at least one is returned if the
+    /// first is held). For serving [`crate::wire::WireMessage::BlocksRequest`].
+    pub fn blocks_by_hash(&self, hashes: &[BlockHash], max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut blocks = Vec::new();
+        let mut total = 0usize;
+        for hash in hashes {
+            let Some(bytes) = self.block_bytes(hash) else { break };
+            total = total.saturating_add(bytes.len());
+            if !blocks.is_empty() && total > max_bytes {
+                break;
+            }
+            blocks.push(bytes);
+        }
+        blocks
+    }
+
+    /// Append blocks fetched by a catch-up as the next finalized blocks: each is checked in full
+    /// on its parent's state (rules 1–6, signatures included: these blocks were never verified
+    /// here), and all are written in one durable step, or none. The caller vouches that they are
+    /// finalized: their hashes link up to a block a finalization certificate named
+    /// ([`crate::sync`]). Then, as after [`Core::finalize`], dead forks are forgotten and the
+    /// mempool is pruned.
+    pub fn append_synced(&mut self, blocks: Vec<Block>) -> Finality {
+        let records: Vec<FinalizedBlock> = blocks
+            .iter()
+            .map(|block| FinalizedBlock {
+                height: block.height,
+                hash: block.hash(),
+                timestamp_ms: block.timestamp_ms,
+                tx_hashes: block.tx_hashes(),
+            })
+            .collect();
+        if let Err(err) = self.chain.append_all(blocks) {
+            let first = records.first().map_or(0, |r| r.height);
+            return Finality::Failed(format!("synced blocks do not check: from_height={first} reason={err}"));
+        }
+        let mut included = BTreeSet::new();
+        for record in &records {
+            self.finalized.insert(record.hash, record.height);
+            self.checked.remove(&record.hash);
+            included.extend(record.tx_hashes.iter().copied());
+        }
+        self.prune();
+        let head = self.chain.head();
+        let evicted = self.mempool.prune(&included, self.chain.state(), head.timestamp_ms);
+        Finality::Done { blocks: records, evicted, error: None }
+    }
+
     fn prune(&mut self) {
         let tip = self.chain.head();
         self.cache.retain(|_, b| b.height > tip.height);

@@ -15,7 +15,8 @@
 //! | [`mempool`] | pending transactions, the block builder on any parent, eviction after finality |
 //! | [`core`] | the sans-IO application: ancestry, deterministic verification, finality |
 //! | [`application`] | the actor simplex talks to (`Automaton`, `Relay`, `Reporter`), block transport, transaction gossip |
-//! | [`wire`] | the block channel's messages (blocks, requests, transaction batches); decoding never panics |
+//! | [`sync`] | catching up by ranges, sans-IO: headers down from a finalized hash, then blocks up from the tip, verified as they come |
+//! | [`wire`] | the block channel's messages (blocks, requests, transaction batches, catch-up ranges); decoding never panics |
 //! | [`validator`] | engine wiring, generic over the runtime and the p2p stack |
 //! | [`sim`] | `n` validators in a deterministic runtime behind blocking calls, on a new chain or resuming a stored one |
 //! | [`error`] | what can go wrong, with key=value context |
@@ -95,6 +96,7 @@ pub mod core;
 pub mod error;
 pub mod mempool;
 pub mod sim;
+pub mod sync;
 pub mod types;
 pub mod validator;
 pub mod wire;

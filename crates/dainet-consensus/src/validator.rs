@@ -234,7 +234,7 @@ where
         return Err(ConsensusError::NotAValidator { index, node: node_id(&public_key) });
     };
     let (application, mailbox, status) =
-        Application::new(config.chain, participants, channels.blocks, config.application)?;
+        Application::new(config.chain, &public_key, participants, channels.blocks, config.application)?;
     let application = application.start(context.child("application"));
 
     let timing = config.timing;

@@ -8,18 +8,24 @@
 //! | `0` | [`WireMessage::Block`] | [`Block::encode`] (its own version byte, then postcard) |
 //! | `1` | [`WireMessage::Request`] | the 32-byte block hash wanted |
 //! | `2` | [`WireMessage::Transactions`] | a count `n`, 1 to [`MAX_BATCH_TXS`], then `n` records: a length and [`Transaction::encode`] (both integers `u32`, little-endian) |
+//! | `3` | [`WireMessage::HeadersRequest`] | the 32-byte hash of the highest block wanted, the height above which headers are wanted (`u64`), the most headers wanted (`u32`) |
+//! | `4` | [`WireMessage::Headers`] | a count `n`, 0 to [`MAX_SYNC_HEADERS`], then `n` records: a length and a header ([`BLOCK_VERSION`], then postcard), lowest height first |
+//! | `5` | [`WireMessage::BlocksRequest`] | a count `n`, 1 to [`MAX_SYNC_BLOCKS`], then `n` 32-byte block hashes |
+//! | `6` | [`WireMessage::Blocks`] | a count `n`, 0 to [`MAX_SYNC_BLOCKS`], then `n` records: a length and [`Block::encode`] |
 //!
 //! A validator broadcasts the block it proposes; one that is asked to verify (or finalize) a
 //! hash whose bytes it lacks requests them from every peer until one answers. A validator gossips
 //! the transactions submitted to it, in batches ([`transaction_batches`]), so that whichever
-//! validator leads next can propose them.
+//! validator leads next can propose them. A validator that is behind catches up by ranges
+//! ([`crate::sync`]): headers ending at a finalized hash, then the blocks they name; an empty
+//! answer means "not held here".
 //!
 //! This module owns the encoding and the guarantee that [`WireMessage::decode`] never panics and
 //! never allocates beyond its input: any byte string from a peer is either a message or a
 //! [`WireError`] that says what was wrong. No message is larger than [`MAX_WIRE_BYTES`].
 
-use dainet_ledger::block::{Block, MAX_BLOCK_BYTES};
-use dainet_ledger::codec::CodecError;
+use dainet_ledger::block::{Block, BlockHeader, BLOCK_VERSION, MAX_BLOCK_BYTES};
+use dainet_ledger::codec::{self, CodecError};
 use dainet_ledger::hash::{BlockHash, Digest};
 use dainet_ledger::tx::{Transaction, MAX_TX_BYTES};
 
@@ -29,8 +35,24 @@ pub const TAG_BLOCK: u8 = 0;
 pub const TAG_REQUEST: u8 = 1;
 /// Tag of [`WireMessage::Transactions`].
 pub const TAG_TRANSACTIONS: u8 = 2;
-/// The largest message this module produces or accepts: a maximal block and its tag.
-pub const MAX_WIRE_BYTES: usize = MAX_BLOCK_BYTES + 1;
+/// Tag of [`WireMessage::HeadersRequest`].
+pub const TAG_HEADERS_REQUEST: u8 = 3;
+/// Tag of [`WireMessage::Headers`].
+pub const TAG_HEADERS: u8 = 4;
+/// Tag of [`WireMessage::BlocksRequest`].
+pub const TAG_BLOCKS_REQUEST: u8 = 5;
+/// Tag of [`WireMessage::Blocks`].
+pub const TAG_BLOCKS: u8 = 6;
+/// The largest message this module produces or accepts: a maximal block in a
+/// [`WireMessage::Blocks`] of one (its tag, count and length prefix).
+pub const MAX_WIRE_BYTES: usize = MAX_BLOCK_BYTES + 1 + 2 * U32_BYTES;
+/// Most headers in one [`WireMessage::Headers`] (about 110 KiB of them).
+pub const MAX_SYNC_HEADERS: usize = 1_024;
+/// Most blocks asked for or sent in one [`WireMessage::BlocksRequest`] / [`WireMessage::Blocks`].
+pub const MAX_SYNC_BLOCKS: usize = 256;
+/// The most bytes a header record takes (its version byte and five fields, varints at their
+/// widest), so a [`WireMessage::Headers`] of [`MAX_SYNC_HEADERS`] always fits a message.
+const MAX_HEADER_BYTES: usize = 1 + 3 * 32 + 2 * 10;
 /// Most transactions in one [`WireMessage::Transactions`].
 pub const MAX_BATCH_TXS: usize = 4_096;
 /// The count at the start of a batch, and the length prefix of each transaction in it.
@@ -47,6 +69,24 @@ pub enum WireMessage {
     /// writes whatever it is given; [`transaction_batches`] splits a longer list into messages
     /// that [`WireMessage::decode`] accepts.
     Transactions(Vec<Transaction>),
+    /// "Send me the headers of the finalized chain ending at `end`, those above height `above`,
+    /// at most `max` of them."
+    HeadersRequest {
+        /// The highest block wanted.
+        end: BlockHash,
+        /// The asker's finalized height: no header at or below it is wanted.
+        above: u64,
+        /// The most headers wanted.
+        max: u32,
+    },
+    /// Consecutive headers, lowest height first, the last one the requested `end`; empty when
+    /// the sender does not hold `end`.
+    Headers(Vec<BlockHeader>),
+    /// "Send me these blocks", in this order.
+    BlocksRequest(Vec<BlockHash>),
+    /// The blocks asked for that the sender holds, in the order asked, stopping at the first it
+    /// lacks or that would not fit the message.
+    Blocks(Vec<Block>),
 }
 
 /// Why bytes from a peer are not a [`WireMessage`].
@@ -129,6 +169,64 @@ pub enum WireError {
         /// The bytes left over.
         extra: usize,
     },
+    /// A catch-up message (headers or blocks, or a request for them) is malformed.
+    #[error("malformed {message}: {reason}")]
+    Sync {
+        /// Which message: `"headers request"`, `"headers"`, `"blocks request"` or `"blocks"`.
+        message: &'static str,
+        /// What was wrong.
+        reason: RecordError,
+    },
+}
+
+/// What is wrong with a counted list of records (see [`WireError::Sync`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// Too short for the fields it must hold.
+    #[error("too short: body_bytes={found} expected>={expected}")]
+    Short {
+        /// The body length found.
+        found: usize,
+        /// The least length.
+        expected: usize,
+    },
+    /// The count is outside what the message allows.
+    #[error("count out of range: count={found} min={min} max={max}")]
+    Count {
+        /// The count announced.
+        found: usize,
+        /// The least allowed.
+        min: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// The body ends inside a record.
+    #[error("truncated: index={index} needed={needed} left={left}")]
+    Truncated {
+        /// The record being read.
+        index: usize,
+        /// The bytes it needed.
+        needed: usize,
+        /// The bytes left.
+        left: usize,
+    },
+    /// A record does not decode.
+    #[error("undecodable record: index={index} reason={reason}")]
+    Record {
+        /// Its position.
+        index: usize,
+        /// What its decoder said.
+        reason: CodecError,
+    },
+    /// Bytes follow the last record.
+    #[error("trailing bytes: count={count} extra={extra}")]
+    Trailing {
+        /// The count announced.
+        count: usize,
+        /// The bytes left over.
+        extra: usize,
+    },
 }
 
 impl WireMessage {
@@ -150,6 +248,35 @@ impl WireMessage {
                 }
                 out
             }
+            WireMessage::HeadersRequest { end, above, max } => {
+                let mut out = Vec::with_capacity(1 + 32 + 8 + U32_BYTES);
+                out.push(TAG_HEADERS_REQUEST);
+                out.extend_from_slice(end.as_bytes());
+                out.extend_from_slice(&above.to_le_bytes());
+                out.extend_from_slice(&max.to_le_bytes());
+                out
+            }
+            WireMessage::Headers(headers) => {
+                let mut out = vec![TAG_HEADERS];
+                out.extend_from_slice(&u32_le(headers.len()));
+                for header in headers {
+                    push_record(&mut out, &codec::encode(BLOCK_VERSION, header));
+                }
+                out
+            }
+            WireMessage::BlocksRequest(hashes) => {
+                let mut out = Vec::with_capacity(1 + U32_BYTES + 32 * hashes.len());
+                out.push(TAG_BLOCKS_REQUEST);
+                out.extend_from_slice(&u32_le(hashes.len()));
+                for hash in hashes {
+                    out.extend_from_slice(hash.as_bytes());
+                }
+                out
+            }
+            WireMessage::Blocks(blocks) => {
+                let encoded: Vec<Vec<u8>> = blocks.iter().map(Block::encode).collect();
+                blocks_message(&encoded)
+            }
         }
     }
 
@@ -168,6 +295,47 @@ impl WireMessage {
                 Ok(WireMessage::Request(Digest(hash)))
             }
             TAG_TRANSACTIONS => decode_transactions(body).map(WireMessage::Transactions),
+            TAG_HEADERS_REQUEST => {
+                let sync = |reason| WireError::Sync { message: "headers request", reason };
+                let expected = 32 + 8 + U32_BYTES;
+                if body.len() != expected {
+                    return Err(sync(RecordError::Short { found: body.len(), expected }));
+                }
+                let (end, rest) = body.split_at(32);
+                let (above, max) = rest.split_at(8);
+                let end: [u8; 32] = end.try_into().unwrap_or([0; 32]);
+                let above = u64::from_le_bytes(above.try_into().unwrap_or([0; 8]));
+                let max = read_u32(max).map_or(0, |(max, _)| max);
+                if max == 0 || max > MAX_SYNC_HEADERS {
+                    return Err(sync(RecordError::Count { found: max, min: 1, max: MAX_SYNC_HEADERS }));
+                }
+                Ok(WireMessage::HeadersRequest { end: Digest(end), above, max: u32::try_from(max).unwrap_or(u32::MAX) })
+            }
+            TAG_HEADERS => decode_records(body, 0, MAX_SYNC_HEADERS, |bytes| {
+                codec::decode_canonical("block header", BLOCK_VERSION, MAX_HEADER_BYTES, bytes)
+            })
+            .map(WireMessage::Headers)
+            .map_err(|reason| WireError::Sync { message: "headers", reason }),
+            TAG_BLOCKS_REQUEST => {
+                let sync = |reason| WireError::Sync { message: "blocks request", reason };
+                let (count, rest) =
+                    read_u32(body).ok_or(sync(RecordError::Short { found: body.len(), expected: U32_BYTES }))?;
+                if count == 0 || count > MAX_SYNC_BLOCKS {
+                    return Err(sync(RecordError::Count { found: count, min: 1, max: MAX_SYNC_BLOCKS }));
+                }
+                let (hashes, trailing) = rest.as_chunks::<32>();
+                if hashes.len() < count {
+                    return Err(sync(RecordError::Truncated { index: hashes.len(), needed: 32, left: trailing.len() }));
+                }
+                if hashes.len() > count || !trailing.is_empty() {
+                    let extra = rest.len() - 32 * count;
+                    return Err(sync(RecordError::Trailing { count, extra }));
+                }
+                Ok(WireMessage::BlocksRequest(hashes.iter().map(|h| Digest(*h)).collect()))
+            }
+            TAG_BLOCKS => decode_records(body, 0, MAX_SYNC_BLOCKS, Block::decode)
+                .map(WireMessage::Blocks)
+                .map_err(|reason| WireError::Sync { message: "blocks", reason }),
             tag => Err(WireError::UnknownTag { tag, bytes: bytes.len() }),
         }
     }
@@ -191,6 +359,52 @@ pub fn max_message_size(validators: usize, max_block_message: usize) -> u32 {
         commonware_consensus::simplex::max_payload_size::<crate::types::Scheme, crate::types::Payload>(validators),
         max_block_message,
     ])
+}
+
+/// The [`WireMessage::Blocks`] message for blocks already encoded ([`Block::encode`]): for
+/// serving stored bytes without decoding them.
+pub fn blocks_message(encoded: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + U32_BYTES + encoded.iter().map(|b| U32_BYTES + b.len()).sum::<usize>());
+    out.push(TAG_BLOCKS);
+    out.extend_from_slice(&u32_le(encoded.len()));
+    for block in encoded {
+        push_record(&mut out, block);
+    }
+    out
+}
+
+/// The length of a [`WireMessage::Blocks`] message that holds blocks of these encoded lengths.
+pub fn blocks_message_len(encoded_lengths: impl IntoIterator<Item = usize>) -> usize {
+    1 + U32_BYTES + encoded_lengths.into_iter().map(|len| U32_BYTES + len).sum::<usize>()
+}
+
+/// A count (`min..=max`), then that many length-prefixed records, each decoded by `decode`, and
+/// nothing after them.
+fn decode_records<T>(
+    body: &[u8],
+    min: usize,
+    max: usize,
+    decode: impl Fn(&[u8]) -> Result<T, CodecError>,
+) -> Result<Vec<T>, RecordError> {
+    let (count, mut rest) = read_u32(body).ok_or(RecordError::Short { found: body.len(), expected: U32_BYTES })?;
+    if count < min || count > max {
+        return Err(RecordError::Count { found: count, min, max });
+    }
+    let mut records = Vec::new();
+    for index in 0..count {
+        let (len, after) =
+            read_u32(rest).ok_or(RecordError::Truncated { index, needed: U32_BYTES, left: rest.len() })?;
+        if len > after.len() {
+            return Err(RecordError::Truncated { index, needed: len, left: after.len() });
+        }
+        let (encoded, after) = after.split_at(len);
+        records.push(decode(encoded).map_err(|reason| RecordError::Record { index, reason })?);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(RecordError::Trailing { count, extra: rest.len() });
+    }
+    Ok(records)
 }
 
 /// `n` as a little-endian `u32` (saturating: no message holds more than `u32::MAX` of anything).
@@ -311,9 +525,62 @@ mod tests {
             WireMessage::Request(Digest::of(b"x")),
             WireMessage::Transactions(txs(1)),
             WireMessage::Transactions(txs(7)),
+            WireMessage::HeadersRequest { end: Digest::of(b"x"), above: 7, max: MAX_SYNC_HEADERS as u32 },
+            WireMessage::Headers(vec![]),
+            WireMessage::Headers(vec![block().header(); 3]),
+            WireMessage::BlocksRequest(vec![Digest::of(b"x"), Digest::of(b"y")]),
+            WireMessage::Blocks(vec![]),
+            WireMessage::Blocks(vec![block(), block()]),
         ] {
             assert_eq!(WireMessage::decode(&msg.encode()).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn catch_up_messages_refuse_what_no_honest_peer_sends() {
+        let sync = |message, reason| Err(WireError::Sync { message, reason });
+        let request = WireMessage::HeadersRequest { end: Digest::of(b"x"), above: 0, max: 1 }.encode();
+        assert_eq!(
+            WireMessage::decode(&request[..40]),
+            sync("headers request", RecordError::Short { found: 39, expected: 44 })
+        );
+        let zero = WireMessage::HeadersRequest { end: Digest::of(b"x"), above: 0, max: 0 }.encode();
+        let too_many =
+            WireMessage::HeadersRequest { end: Digest::of(b"x"), above: 0, max: 1 + MAX_SYNC_HEADERS as u32 };
+        for bad in [zero, too_many.encode()] {
+            assert!(matches!(
+                WireMessage::decode(&bad),
+                Err(WireError::Sync { reason: RecordError::Count { .. }, .. })
+            ));
+        }
+        assert!(matches!(
+            WireMessage::decode(&WireMessage::BlocksRequest(vec![]).encode()),
+            Err(WireError::Sync { message: "blocks request", reason: RecordError::Count { found: 0, .. } })
+        ));
+        let two = WireMessage::BlocksRequest(vec![Digest::of(b"x"), Digest::of(b"y")]).encode();
+        assert!(matches!(
+            WireMessage::decode(&two[..two.len() - 1]),
+            Err(WireError::Sync { reason: RecordError::Truncated { index: 1, .. }, .. })
+        ));
+        let mut trailing = two.clone();
+        trailing.push(0);
+        assert!(matches!(
+            WireMessage::decode(&trailing),
+            Err(WireError::Sync { reason: RecordError::Trailing { .. }, .. })
+        ));
+        let blocks = WireMessage::Blocks(vec![block()]).encode();
+        assert!(matches!(
+            WireMessage::decode(&blocks[..blocks.len() - 1]),
+            Err(WireError::Sync { message: "blocks", reason: RecordError::Truncated { .. } })
+        ));
+        let mut header = WireMessage::Headers(vec![block().header()]).encode();
+        header[9] ^= 0xff; // the header record's version byte
+        assert!(matches!(
+            WireMessage::decode(&header),
+            Err(WireError::Sync { message: "headers", reason: RecordError::Record { index: 0, .. } })
+        ));
+        // The largest block fits a blocks message of one.
+        assert_eq!(blocks_message_len([MAX_BLOCK_BYTES]), MAX_WIRE_BYTES);
     }
 
     #[test]

@@ -327,7 +327,7 @@ fn gossiped_transactions_are_proposed_and_forged_ones_are_counted() {
 }
 
 #[test]
-fn cut_off_validator_catches_up_by_fetching_the_blocks_it_missed() {
+fn cut_off_validator_catches_up_by_ranges() {
     runner(21).start(|context| async move {
         let net = Net::new(&context, 4, link(10, 2, 1.0)).await;
         let mut validators = Vec::new();
@@ -351,7 +351,8 @@ fn cut_off_validator_catches_up_by_fetching_the_blocks_it_missed() {
         assert!(statuses[3].height() <= cut_at + 1, "validator 3 was not cut off");
 
         // Reconnect: it learns of finalizations for blocks it never received, and must fetch
-        // them (and their ancestors) from its peers.
+        // them (and their ancestors) from its peers: headers down from the finalized block, then
+        // the blocks, in ranges.
         for i in 0..3 {
             net.oracle.add_link(net.publics[i].clone(), net.publics[3].clone(), link(10, 2, 1.0)).await.unwrap();
         }
@@ -363,8 +364,12 @@ fn cut_off_validator_catches_up_by_fetching_the_blocks_it_missed() {
         );
         let snapshots: Vec<_> = statuses.iter().map(|s| s.snapshot()).collect();
         assert_no_fork(&snapshots);
-        assert!(snapshots[3].requests_sent > 0);
-        assert!(snapshots[..3].iter().map(|s| s.blocks_served).sum::<u64>() >= (target - cut_at - 1));
+        assert!(snapshots[3].sync_jobs >= 1);
+        assert!(snapshots[3].synced_blocks >= target - cut_at - 1, "synced {}", snapshots[3].synced_blocks);
+        // Ranges, not one block per request: a header range and a few block ranges per job.
+        let served = snapshots[..3].iter().map(|s| s.ranges_served).sum::<u64>();
+        assert!(served >= 2 && served < target - cut_at, "ranges served: {served}");
+        assert_eq!(snapshots[3].sync, None, "the catch-up ended");
         assert_eq!(snapshots[3].finality_errors, 0);
     });
 }

@@ -1,5 +1,5 @@
 //! The block channel's decoder ([`WireMessage::decode`]) against arbitrary and mutated bytes
-//! (issue 11): blocks, block requests and transaction batches from a peer.
+//! (issue 11): blocks, block requests, transaction batches and catch-up ranges from a peer.
 //!
 //! The property tests run in the normal suite. `long_run_block_channel` is ignored by default;
 //! it feeds the decoder 10^6 inputs (`DAINET_HAMMER_INPUTS` changes it):
@@ -28,10 +28,18 @@ fn seeds() -> Vec<Vec<u8>> {
         timestamp_ms: 0,
         founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
     });
-    [WireMessage::Block(block), WireMessage::Request(Digest::of(b"x")), WireMessage::Transactions(txs)]
-        .iter()
-        .map(WireMessage::encode)
-        .collect()
+    [
+        WireMessage::Block(block.clone()),
+        WireMessage::Request(Digest::of(b"x")),
+        WireMessage::Transactions(txs),
+        WireMessage::HeadersRequest { end: Digest::of(b"x"), above: 3, max: 64 },
+        WireMessage::Headers(vec![block.header(); 2]),
+        WireMessage::BlocksRequest(vec![Digest::of(b"x"), Digest::of(b"y")]),
+        WireMessage::Blocks(vec![block]),
+    ]
+    .iter()
+    .map(WireMessage::encode)
+    .collect()
 }
 
 /// What is accepted re-encodes to the same bytes.

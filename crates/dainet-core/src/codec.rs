@@ -137,6 +137,30 @@ pub fn decode<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// The record at the start of an [`encode`]d value, ignoring what follows it: for reading a
+/// prefix of a larger record (a block's header fields, which come first in the block) without
+/// decoding the rest. Refuses input over `max` bytes; never panics.
+pub fn decode_prefix<T: DeserializeOwned>(
+    record: &'static str,
+    version: u8,
+    max: usize,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let Some((&found, body)) = bytes.split_first() else {
+        return Err(CodecError::Empty { record });
+    };
+    if bytes.len() > max {
+        return Err(CodecError::TooLarge { record, bytes: bytes.len(), max });
+    }
+    if found != version {
+        return Err(CodecError::Version { record, found, supported: version });
+    }
+    postcard::take_from_bytes::<T>(body).map(|(value, _)| value).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => CodecError::Truncated { record, bytes: bytes.len() },
+        other => CodecError::Malformed { record, reason: other.to_string() },
+    })
+}
+
 /// A 4-byte value that travels as its little-endian bytes.
 pub trait LeWord: Copy {
     /// Its little-endian bytes.

@@ -114,6 +114,14 @@ impl Block {
         codec::encode(BLOCK_VERSION, self)
     }
 
+    /// The header of an encoded block ([`Block::encode`]) without decoding its transactions:
+    /// the header fields come first in the encoding, in [`BlockHeader`]'s order. For serving
+    /// headers from stored blocks cheaply; the caller that needs the block itself decodes it all.
+    /// Never panics, whatever the bytes.
+    pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader, CodecError> {
+        codec::decode_prefix("block header", BLOCK_VERSION, MAX_BLOCK_BYTES, bytes)
+    }
+
     /// Parse [`Block::encode`]'s output; never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Block, CodecError> {
         codec::decode_canonical("block", BLOCK_VERSION, MAX_BLOCK_BYTES, bytes)
@@ -144,6 +152,20 @@ mod tests {
         };
         b.tx_root = b.compute_tx_root();
         b
+    }
+
+    #[test]
+    fn the_header_reads_from_the_encoded_block_alone() {
+        let b = block();
+        let bytes = b.encode();
+        assert_eq!(Block::decode_header(&bytes).unwrap(), b.header());
+        assert_eq!(Block::decode_header(&bytes).unwrap().hash(), b.hash());
+        // Truncated inside the header fields, or another version: an error, never a panic.
+        assert!(matches!(Block::decode_header(&bytes[..20]), Err(CodecError::Truncated { .. })));
+        let mut other = bytes.clone();
+        other[0] = BLOCK_VERSION + 1;
+        assert!(matches!(Block::decode_header(&other), Err(CodecError::Version { .. })));
+        assert!(matches!(Block::decode_header(&[]), Err(CodecError::Empty { .. })));
     }
 
     #[test]
