@@ -62,13 +62,14 @@ pub mod report;
 pub use config::{LoadConfig, NodeConfig, Peer};
 pub use error::NodeError;
 pub use node::{run, start, RunningNode};
-pub use report::NodeReport;
+pub use report::{NodeReport, NodeStatus, SyncLine};
 
 /// Send `tracing` logs to stderr, filtered by `RUST_LOG` (default: `warn` for everything,
-/// `info` for `dainet_node`). For binaries; call once. Does nothing if a subscriber is set.
+/// `info` for `dainet_node` and `dainet_consensus`, whose info lines are a catch-up's progress).
+/// For binaries; call once. Does nothing if a subscriber is set.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,dainet_node=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,dainet_node=info,dainet_consensus=info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }

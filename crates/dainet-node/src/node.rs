@@ -76,6 +76,12 @@ impl RunningNode {
         self.status.snapshot()
     }
 
+    /// Whether it has stopped by itself (its duration passed, a signal, a failure); then
+    /// [`RunningNode::wait`] returns at once.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Stop it now (gracefully) and return its report.
     pub fn stop(mut self) -> Result<NodeReport, NodeError> {
         if let Some(stop) = self.stop.take() {
@@ -254,7 +260,7 @@ async fn drive(
     let load = config.load.map(|load_config| {
         let submit_until = deadline.map(|d| d.checked_sub(config.drain).unwrap_or(started));
         let (mailbox, status, key) = (validator.mailbox().clone(), status.clone(), config.key.clone());
-        let chain_id = config.genesis.chain_id;
+        let chain_id = config.genesis.chain_id();
         context.child("load").spawn(move |context| {
             load::generate(
                 context,
@@ -300,6 +306,9 @@ async fn drive(
         finality_errors: counted.finality_errors,
         faults: counted.faults.values().sum(),
         last_error: counted.last_error,
+        sync_jobs: counted.sync_jobs,
+        synced_blocks: counted.synced_blocks,
+        ranges_served: counted.ranges_served,
         load,
     };
     info!(target: "dainet_node", node = %me, height, blocks = report.blocks_finalized, "stopped");

@@ -1,5 +1,7 @@
-//! What a node says when it stops: one record, printed by the CLI as one JSON line.
+//! What a node says: while it runs, a [`NodeStatus`] whenever asked (the CLI prints one JSON line
+//! every `--status-every`); when it stops, one [`NodeReport`] (the CLI's last JSON line).
 
+use dainet_consensus::application::Status;
 use serde::Serialize;
 
 use crate::load::LoadReport;
@@ -35,6 +37,70 @@ pub struct NodeReport {
     pub faults: u64,
     /// The last error consensus recorded, for diagnosis.
     pub last_error: Option<String>,
+    /// Catch-up jobs it ran (each after finding itself behind a finalized block).
+    pub sync_jobs: u64,
+    /// Blocks it appended by catching up.
+    pub synced_blocks: u64,
+    /// Header and block ranges it served to peers catching up.
+    pub ranges_served: u64,
     /// What the load generator measured, if it ran.
     pub load: Option<LoadReport>,
+}
+
+/// A running node's state, as one JSON line: `{"status": {...}}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NodeStatus {
+    /// Seconds since the node started.
+    pub uptime_s: f64,
+    /// The finalized height.
+    pub height: u64,
+    /// The finalized tip's hash (hex; empty before block 0 is known).
+    pub tip: String,
+    /// Transactions waiting in the mempool.
+    pub mempool: usize,
+    /// The catch-up running now, if the node is behind.
+    pub sync: Option<SyncLine>,
+    /// Catch-up jobs so far.
+    pub sync_jobs: u64,
+    /// Blocks appended by catching up so far.
+    pub synced_blocks: u64,
+    /// Ranges served to peers catching up so far.
+    pub ranges_served: u64,
+    /// Finalized blocks that did not check (must be 0).
+    pub finality_errors: u64,
+}
+
+/// A running catch-up in a [`NodeStatus`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncLine {
+    /// The finalized height it fetches up to, once known.
+    pub target_height: Option<u64>,
+    /// How many blocks behind it the node is, once known.
+    pub behind: Option<u64>,
+    /// Headers fetched so far, before the blocks.
+    pub headers_known: u64,
+    /// Blocks appended per second since the catch-up started.
+    pub blocks_per_s: u64,
+}
+
+impl NodeStatus {
+    /// The status of a validator that has run `uptime_s` seconds.
+    pub fn of(status: &Status, uptime_s: f64) -> NodeStatus {
+        NodeStatus {
+            uptime_s,
+            height: status.height(),
+            tip: status.tip().map(|t| t.to_string()).unwrap_or_default(),
+            mempool: status.mempool,
+            sync: status.sync.as_ref().map(|s| SyncLine {
+                target_height: s.target_height,
+                behind: s.behind,
+                headers_known: s.headers_known,
+                blocks_per_s: s.blocks_per_s,
+            }),
+            sync_jobs: status.sync_jobs,
+            synced_blocks: status.synced_blocks,
+            ranges_served: status.ranges_served,
+            finality_errors: status.finality_errors,
+        }
+    }
 }
