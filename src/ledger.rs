@@ -211,7 +211,7 @@ fn show_summary(chain: &Chain<RedbStore>, dir: &Path, check: &mut BlobCheck<'_>)
             "UNFINISHED: the run writing it stopped before its end; its last rounds may be missing",
         );
     }
-    line(&mut out, "chain id", genesis.chain_id.0);
+    line(&mut out, "chain id", genesis.chain_id().0);
     line(&mut out, "genesis", format!("{} (time {} ms)", genesis.hash(), genesis.timestamp_ms));
     line(&mut out, "height", head.height);
     line(&mut out, "tip", head.hash);

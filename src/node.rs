@@ -11,7 +11,6 @@
 use anyhow::{bail, Context, Result};
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::identity::NodeId;
-use dainet_ledger::tx::ChainId;
 use dainet_node::{LoadConfig, NodeConfig, Peer};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -48,12 +47,17 @@ pub struct NodeArgs {
     /// transactions can finalize.
     #[arg(long, value_name = "S", default_value_t = 2.0)]
     pub drain: f64,
+    /// Print the node's status (height, tip, catch-up progress) as one JSON line
+    /// `{"status": {...}}` on stdout every this many seconds, before the final report line.
+    #[arg(long, value_name = "S")]
+    pub status_every: Option<f64>,
 }
 
 /// Arguments of `dainet ledger genesis`.
 #[derive(Debug, clap::Args)]
 pub struct GenesisArgs {
-    /// The chain's name; its chain id is derived from it.
+    /// The chain's name, for people. The chain id is the hash of the whole genesis (name, time,
+    /// founders, treasury), so two genesis files with one name are two chains.
     #[arg(long, value_name = "NAME")]
     pub chain: String,
     /// A founding validator: its node id as `dainet keygen` prints it, optionally `=NAME`; repeat.
@@ -62,6 +66,10 @@ pub struct GenesisArgs {
     /// A founding member that does not validate; repeat.
     #[arg(long = "member", value_name = "NODEID[=NAME]")]
     pub members: Vec<String>,
+    /// The founder whose key alone may sign rewards (a --validator or --member node id)
+    /// [default: none, no rewards on this chain].
+    #[arg(long, value_name = "NODEID")]
+    pub treasury: Option<String>,
     /// The genesis time, ms since the Unix epoch [default: now].
     #[arg(long, value_name = "MS")]
     pub time_ms: Option<u64>,
@@ -86,7 +94,27 @@ pub fn node(args: NodeArgs) -> Result<()> {
     config.load = args.load.map(LoadConfig::at_rate);
     config.duration = args.duration.map(|s| seconds("--duration", s)).transpose()?;
     config.drain = seconds("--drain", args.drain)?;
-    let report = dainet_node::run(config)?;
+    let status_every = args.status_every.map(|s| seconds("--status-every", s)).transpose()?;
+    if status_every.is_some_and(|every| every.is_zero()) {
+        bail!("bad --status-every: value=0 reason=must be more than 0 seconds");
+    }
+    let running = dainet_node::start(config)?;
+    if let Some(every) = status_every {
+        let started = std::time::Instant::now();
+        let mut next = started + every;
+        while !running.is_finished() {
+            // Poll often enough to notice the end promptly; print on schedule.
+            std::thread::sleep(Duration::from_millis(50).min(every));
+            if std::time::Instant::now() >= next && !running.is_finished() {
+                next += every;
+                let line = dainet_node::NodeStatus::of(&running.status(), started.elapsed().as_secs_f64());
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "{}", serde_json::json!({ "status": line }))?;
+                stdout.flush()?;
+            }
+        }
+    }
+    let report = running.wait()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
     stdout.flush()?;
@@ -117,14 +145,28 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         }
     };
-    let genesis = Genesis { chain_id: ChainId::from_name(&args.chain), timestamp_ms, founders };
+    let treasury = match &args.treasury {
+        None => None,
+        Some(value) => {
+            let id: NodeId = value.trim().parse().map_err(|err| {
+                anyhow::anyhow!("bad --treasury: value={value:?} reason=node id is not 64 hex characters ({err})")
+            })?;
+            if !founders.iter().any(|f| f.id == id) {
+                bail!(
+                    "bad --treasury: value={value:?} reason=not a founder; give one of the --validator or --member ids"
+                );
+            }
+            Some(id)
+        }
+    };
+    let genesis = Genesis { name: args.chain.clone(), timestamp_ms, founders, treasury };
     genesis.validate().context("bad genesis")?;
     write_new(&args.out, &genesis.encode())?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", genesis.hash())?;
+    writeln!(stdout, "{}", genesis.chain_id().0)?;
     stdout.flush()?;
     eprintln!(
-        "wrote the genesis of chain {:?} ({} founders) to {}; the line above is its hash",
+        "wrote the genesis of chain {:?} ({} founders) to {}; the line above is its chain id",
         args.chain,
         genesis.founders.len(),
         args.out.display()

@@ -67,13 +67,13 @@ fn build_ledger() -> Ledger {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let [alice_key, bob_key, carol_key, phone_key] = [(); 4].map(|()| Keypair::generate(&mut rng));
     let (alice, bob, carol, phone) = (alice_key.node_id(), bob_key.node_id(), carol_key.node_id(), phone_key.node_id());
-    let chain_id = ChainId::from_name("ledger-cli-test");
     let founders = vec![
         Founder { id: alice, name: "alice".into(), validator: true },
         Founder { id: bob, name: "bob".into(), validator: true },
         Founder { id: carol, name: "carol".into(), validator: false },
     ];
-    let genesis = Genesis { chain_id, timestamp_ms: T0, founders };
+    let genesis = Genesis { name: "ledger-cli-test".into(), timestamp_ms: T0, founders, treasury: None };
+    let chain_id = genesis.chain_id();
     let (store, mut blobs) = LedgerDir::create(&dir).unwrap().into_parts();
     let mut chain = Chain::create(store, genesis).unwrap();
     let mut put = |bytes: &[u8]| blobs.put(bytes).unwrap();

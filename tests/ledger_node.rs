@@ -4,106 +4,15 @@
 
 mod common;
 
+use common::validators::{block_hash_at, finish, ok, report, serial, setup};
 use common::{assert_clean_error, dainet, s, stderr};
 
 use dainet_ledger::block::Block;
 use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::store::BlockStore;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
-
-/// The tests that start several validator processes run one at a time, so that on a small machine
-/// they do not starve each other.
-static PROCESSES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    PROCESSES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Runs `dainet ARGS`, asserts success, returns stdout's first line.
-fn ok(args: &[&str]) -> String {
-    let out = dainet(args);
-    assert!(out.status.success(), "dainet {args:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string()
-}
-
-/// Keys (made with `dainet keygen`) and a genesis (made with `dainet ledger genesis`) for `n`
-/// validators, and a free loopback address for each.
-struct Setup {
-    tmp: tempfile::TempDir,
-    keys: Vec<PathBuf>,
-    ids: Vec<String>,
-    genesis: PathBuf,
-    addrs: Vec<String>,
-}
-
-fn setup(n: usize) -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut keys = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let key = tmp.path().join(format!("v{i}.key"));
-        ids.push(ok(&["keygen", "--out", s(&key)]));
-        keys.push(key);
-    }
-    let genesis = tmp.path().join("genesis");
-    let mut args = vec!["ledger", "genesis", "--chain", "e2e", "--out", s(&genesis)];
-    let named: Vec<String> = ids.iter().enumerate().map(|(i, id)| format!("{id}=org{i}")).collect();
-    for v in &named {
-        args.extend(["--validator", v.as_str()]);
-    }
-    let hash = ok(&args);
-    assert_eq!(hash.len(), 64, "genesis prints its hash: {hash}");
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let addrs = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
-    Setup { tmp, keys, ids, genesis, addrs }
-}
-
-impl Setup {
-    fn dir(&self, i: usize) -> PathBuf {
-        self.tmp.path().join(format!("node-{i}"))
-    }
-
-    /// `dainet ledger node` for validator `i` with every other validator as a peer.
-    fn node(&self, i: usize, extra: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dainet"));
-        command.args(["ledger", "node", "--key", s(&self.keys[i]), "--genesis", s(&self.genesis)]);
-        command.args(["--dir", s(&self.dir(i)), "--listen", &self.addrs[i]]);
-        for j in (0..self.ids.len()).filter(|&j| j != i) {
-            command.args(["--peer", &format!("{}@{}", self.ids[j], self.addrs[j])]);
-        }
-        command.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        command
-    }
-}
-
-/// Wait for `child` (killing it after `limit`), returning its output.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// The JSON report a node printed as its last stdout line.
-fn report(out: &Output) -> Value {
-    assert!(out.status.success(), "node failed: {}", stderr(out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().expect("a report line");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {e}: {line}"))
-}
-
-fn block_hash_at(dir: &Path, height: u64) -> String {
-    let ledger = LedgerDir::open(dir).unwrap();
-    Block::decode(&ledger.store().block(height).unwrap().unwrap()).unwrap().hash().to_string()
-}
 
 #[test]
 fn four_validator_processes_agree_and_every_ledger_folder_verifies() {

@@ -27,7 +27,6 @@ use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::identity::Keypair;
 use dainet_ledger::store::BlockStore;
-use dainet_ledger::tx::ChainId;
 use getrandom::SysRng;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -117,11 +116,8 @@ fn run(args: &LedgerArgs, root: &Path) -> Result<Value> {
         name: format!("validator-{i}"),
         validator: true,
     });
-    let genesis = Genesis {
-        chain_id: ChainId::from_name(&format!("bench-ledger-{}", now_ms()?)),
-        timestamp_ms: now_ms()?,
-        founders: founders.collect(),
-    };
+    let genesis =
+        Genesis { name: "bench-ledger".into(), timestamp_ms: now_ms()?, founders: founders.collect(), treasury: None };
     let genesis_file = root.join("genesis");
     crate::node::write_new(&genesis_file, &genesis.encode())?;
     let addrs = free_loopback_addrs(n)?;

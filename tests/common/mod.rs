@@ -3,6 +3,8 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub mod validators;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -574,7 +574,7 @@ mod tests {
     use dainet_ledger::hash::Digest;
     use dainet_ledger::identity::Keypair;
     use dainet_ledger::store::MemStore;
-    use dainet_ledger::tx::{ChainId, TxBody};
+    use dainet_ledger::tx::TxBody;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -587,9 +587,10 @@ mod tests {
         fn new() -> Fixture {
             let kp = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(1));
             let genesis = Genesis {
-                chain_id: ChainId::from_name("core"),
+                name: "core".into(),
                 timestamp_ms: 100,
                 founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
+                treasury: None,
             };
             Fixture { kp, genesis }
         }
@@ -601,7 +602,7 @@ mod tests {
         fn tx(&self, nonce: u64) -> Transaction {
             Transaction::sign(
                 &self.kp,
-                &self.genesis.chain_id,
+                &self.genesis.chain_id(),
                 nonce,
                 TxBody::Reward { node: self.kp.node_id(), amount: 1 },
             )

@@ -71,14 +71,14 @@
 //!     .enumerate()
 //!     .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
 //!     .collect();
-//! let genesis = Genesis { chain_id: ChainId::from_name("example"), timestamp_ms: 0, founders };
+//! let genesis = Genesis { name: "example".into(), timestamp_ms: 0, founders, treasury: None };
 //!
 //! let config = SimulatedLedgerConfig { seed: 7, latency_ms: 20, success_rate: 0.99, ..Default::default() };
 //! let mut ledger = SimulatedLedger::start(genesis.clone(), keys.clone(), config)?;
 //! let txs: Vec<Transaction> = (1..=12)
 //!     .map(|nonce| {
 //!         let body = TxBody::Reward { node: keys[0].node_id(), amount: nonce };
-//!         Transaction::sign(&keys[0], &genesis.chain_id, nonce, body)
+//!         Transaction::sign(&keys[0], &genesis.chain_id(), nonce, body)
 //!     })
 //!     .collect();
 //! let committed = ledger.submit(0, txs)?;

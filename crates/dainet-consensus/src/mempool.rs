@@ -265,22 +265,23 @@ mod tests {
     use dainet_ledger::chain::{check_next, genesis_block};
     use dainet_ledger::genesis::{Founder, Genesis};
     use dainet_ledger::identity::Keypair;
-    use dainet_ledger::tx::{ChainId, TxBody};
+    use dainet_ledger::tx::TxBody;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
     fn setup() -> (Keypair, Genesis) {
         let kp = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(1));
         let genesis = Genesis {
-            chain_id: ChainId::from_name("mempool"),
+            name: "mempool".into(),
             timestamp_ms: 10,
             founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
+            treasury: None,
         };
         (kp, genesis)
     }
 
     fn reward(kp: &Keypair, genesis: &Genesis, nonce: u64) -> Transaction {
-        Transaction::sign(kp, &genesis.chain_id, nonce, TxBody::Reward { node: kp.node_id(), amount: nonce })
+        Transaction::sign(kp, &genesis.chain_id(), nonce, TxBody::Reward { node: kp.node_id(), amount: nonce })
     }
 
     #[test]
@@ -334,7 +335,7 @@ mod tests {
         let mut state = State::from_genesis(&genesis);
         let mut pool = Mempool::new(10);
         let t1 = reward(&kp, &genesis, 1);
-        let t1_again = Transaction::sign(&kp, &genesis.chain_id, 1, TxBody::Reward { node: kp.node_id(), amount: 9 });
+        let t1_again = Transaction::sign(&kp, &genesis.chain_id(), 1, TxBody::Reward { node: kp.node_id(), amount: 9 });
         let t3 = reward(&kp, &genesis, 3);
         for tx in [t1.clone(), t1_again.clone(), t3.clone()] {
             pool.insert(tx).unwrap();

@@ -86,7 +86,7 @@ pub fn validators(genesis: &Genesis) -> Result<Set<PublicKey>, ConsensusError> {
 /// on another.
 pub fn namespace(genesis: &Genesis) -> Vec<u8> {
     let mut out = b"dainet-consensus-v1/".to_vec();
-    out.extend_from_slice(genesis.chain_id.0.as_bytes());
+    out.extend_from_slice(genesis.chain_id().0.as_bytes());
     out
 }
 

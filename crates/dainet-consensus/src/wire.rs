@@ -504,9 +504,10 @@ mod tests {
     fn block() -> Block {
         let id = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(3)).node_id();
         genesis_block(&Genesis {
-            chain_id: ChainId::from_name("wire"),
+            name: "wire".into(),
             timestamp_ms: 0,
             founders: vec![Founder { id, name: "a".into(), validator: true }],
+            treasury: None,
         })
     }
 

@@ -12,22 +12,24 @@ use dainet_ledger::chain::genesis_block;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::Keypair;
-use dainet_ledger::tx::{ChainId, Transaction, TxBody};
+use dainet_ledger::tx::{Transaction, TxBody};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 fn seeds() -> Vec<Vec<u8>> {
     let kp = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(5));
-    let chain = ChainId::from_name("wire");
+    let genesis = Genesis {
+        name: "wire".into(),
+        timestamp_ms: 0,
+        founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
+        treasury: None,
+    };
+    let chain = genesis.chain_id();
     let txs: Vec<Transaction> = (1..=3)
         .map(|nonce| Transaction::sign(&kp, &chain, nonce, TxBody::Reward { node: kp.node_id(), amount: nonce }))
         .collect();
-    let block = genesis_block(&Genesis {
-        chain_id: chain,
-        timestamp_ms: 0,
-        founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
-    });
+    let block = genesis_block(&genesis);
     [
         WireMessage::Block(block.clone()),
         WireMessage::Request(Digest::of(b"x")),

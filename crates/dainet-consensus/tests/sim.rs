@@ -108,7 +108,7 @@ fn bad_transactions_are_rejected_with_the_ledger_reason() {
     ledger.submit(0, common::rewards(&user, &genesis, 1, 2)).unwrap();
     let stranger = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(4242));
     let unknown =
-        Transaction::sign(&stranger, &genesis.chain_id, 1, TxBody::Reward { node: user.node_id(), amount: 1 });
+        Transaction::sign(&stranger, &genesis.chain_id(), 1, TxBody::Reward { node: user.node_id(), amount: 1 });
     let mut forged = common::rewards(&user, &genesis, 3, 1).remove(0);
     forged.nonce = 3;
     forged.body = TxBody::Reward { node: user.node_id(), amount: 1_000_000 };
@@ -210,7 +210,7 @@ fn registrations(keys: &[Keypair], genesis: &Genesis, tag: u64, first: u64, per_
             let seed = 10_000 * tag + 100 * m as u64 + i;
             let device = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(seed)).node_id();
             let body = TxBody::RegisterDevice { device, member: key.node_id() };
-            txs.push(Transaction::sign(key, &genesis.chain_id, first + i, body));
+            txs.push(Transaction::sign(key, &genesis.chain_id(), first + i, body));
         }
     }
     txs

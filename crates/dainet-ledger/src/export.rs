@@ -62,10 +62,12 @@ impl Export {
 
 #[derive(Serialize)]
 struct GenesisJson {
+    name: String,
     hash: String,
     chain_id: String,
     timestamp_ms: u64,
     founders: Vec<Value>,
+    treasury: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -108,16 +110,18 @@ pub fn export<S: BlockStore>(store: &S) -> Result<Export, ExportError> {
     }
     Ok(Export {
         format: "dainet-ledger-export",
-        format_version: 1,
+        format_version: 2,
         genesis: GenesisJson {
+            name: genesis.name.clone(),
             hash: genesis.hash().to_string(),
-            chain_id: genesis.chain_id.0.to_string(),
+            chain_id: genesis.chain_id().0.to_string(),
             timestamp_ms: genesis.timestamp_ms,
             founders: genesis
                 .founders
                 .iter()
                 .map(|f| json!({"id": f.id.to_string(), "name": f.name, "validator": f.validator}))
                 .collect(),
+            treasury: genesis.treasury.map(|t| t.to_string()),
         },
         tip: store.tip()?.map(|t| TipJson { height: t.height, hash: t.hash.to_string() }),
         blocks,

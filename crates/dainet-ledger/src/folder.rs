@@ -31,7 +31,7 @@
 //! let dir = tmp.path().join("ledger");
 //! let alice = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(1));
 //! let founders = vec![Founder { id: alice.node_id(), name: "alice".into(), validator: true }];
-//! let genesis = Genesis { chain_id: ChainId::from_name("doc"), timestamp_ms: 0, founders };
+//! let genesis = Genesis { name: "doc".into(), timestamp_ms: 0, founders, treasury: None };
 //!
 //! let (store, _blobs) = LedgerDir::create(&dir)?.into_parts();
 //! let chain = Chain::create(store, genesis)?;
@@ -288,14 +288,14 @@ mod tests {
     use crate::genesis::{Founder, Genesis};
     use crate::identity::Keypair;
     use crate::store::BlockStore;
-    use crate::tx::{ChainId, Transaction, TxBody};
+    use crate::tx::{Transaction, TxBody};
     use crate::verify::Finding;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
     fn genesis(key: &Keypair) -> Genesis {
         let founders = vec![Founder { id: key.node_id(), name: "alice".into(), validator: true }];
-        Genesis { chain_id: ChainId::from_name("folder"), timestamp_ms: 0, founders }
+        Genesis { name: "folder".into(), timestamp_ms: 0, founders, treasury: None }
     }
 
     /// A ledger folder with one round: an open, an update (blob stored) and an aggregate.
@@ -318,8 +318,10 @@ mod tests {
             TxBody::CommitUpdate { round: 1, node: me, update_hash, examples: 3, norm_bits: 1f64.to_bits() },
             TxBody::CommitAggregate { round: 1, aggregate_hash, participants: vec![me], metrics: vec![] },
         ];
-        let txs =
-            bodies.into_iter().zip(1..).map(|(body, nonce)| Transaction::sign(&alice, &genesis.chain_id, nonce, body));
+        let txs = bodies
+            .into_iter()
+            .zip(1..)
+            .map(|(body, nonce)| Transaction::sign(&alice, &genesis.chain_id(), nonce, body));
         let proposal = chain.propose_block(txs, 1_000).unwrap();
         assert!(proposal.dropped.is_empty());
         chain.append(proposal.block).unwrap();

@@ -107,7 +107,9 @@ pub enum Domain {
     State,
     /// The genesis configuration.
     Genesis,
-    /// A chain id derived from a name.
+    /// A chain id: the hash of a whole genesis.
+    ChainId,
+    /// A chain id derived from a name alone (tests and examples built outside any genesis).
     ChainName,
 }
 
@@ -123,6 +125,7 @@ impl Domain {
             Domain::BlockHeader => "dainet-ledger v1 block header",
             Domain::State => "dainet-ledger v1 state",
             Domain::Genesis => "dainet-ledger v1 genesis",
+            Domain::ChainId => "dainet-ledger v2 chain id",
             Domain::ChainName => "dainet-ledger v1 chain name",
         }
     }
@@ -218,6 +221,7 @@ mod tests {
             Domain::BlockHeader,
             Domain::State,
             Domain::Genesis,
+            Domain::ChainId,
             Domain::ChainName,
         ];
         let hashes: std::collections::BTreeSet<Digest> = all.iter().map(|d| d.hash(b"same input")).collect();

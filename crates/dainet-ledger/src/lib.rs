@@ -55,10 +55,10 @@
 //! let alice = Keypair::generate(&mut ChaCha20Rng::seed_from_u64(1));
 //! let me = alice.node_id();
 //!
-//! // 2. The genesis fixes the chain id and the founding members.
-//! let chain_id = ChainId::from_name("tutorial");
+//! // 2. The genesis fixes the founding members; the chain id is its hash.
 //! let founders = vec![Founder { id: me, name: "alice".into(), validator: true }];
-//! let genesis = Genesis { chain_id, timestamp_ms: 0, founders };
+//! let genesis = Genesis { name: "tutorial".into(), timestamp_ms: 0, founders, treasury: None };
+//! let chain_id = genesis.chain_id();
 //! let mut chain = Chain::create(MemStore::new(), genesis)?;
 //!
 //! // 3. Tensors go to the blob store; the ledger gets their hashes.

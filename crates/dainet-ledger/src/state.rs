@@ -357,7 +357,7 @@ impl State {
             .map(|f| (f.id, Member { name: f.name.clone(), validator: f.validator, founder: true }))
             .collect();
         State {
-            chain_id: genesis.chain_id,
+            chain_id: genesis.chain_id(),
             members,
             devices: BTreeMap::new(),
             nonces: BTreeMap::new(),
@@ -714,15 +714,16 @@ mod tests {
             let mut rng = ChaCha20Rng::seed_from_u64(42);
             let (a, b, outsider) =
                 (Keypair::generate(&mut rng), Keypair::generate(&mut rng), Keypair::generate(&mut rng));
-            let chain = ChainId::from_name("state-tests");
             let genesis = Genesis {
-                chain_id: chain,
+                name: "state-tests".into(),
                 timestamp_ms: 0,
                 founders: vec![
                     Founder { id: a.node_id(), name: "a".into(), validator: true },
                     Founder { id: b.node_id(), name: "b".into(), validator: false },
                 ],
+                treasury: None,
             };
+            let chain = genesis.chain_id();
             Fixture { state: State::from_genesis(&genesis), chain, a, b, outsider, nonces: BTreeMap::new() }
         }
 

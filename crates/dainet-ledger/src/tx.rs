@@ -32,7 +32,9 @@ pub const MAX_TX_BYTES: usize = 64 * 1024;
 pub struct ChainId(pub Digest);
 
 impl ChainId {
-    /// The chain id named `name` (hashed in its own domain), e.g. `ChainId::from_name("dainet-sim")`.
+    /// An id from a name alone, for transactions built outside any ledger (wire-format tests and
+    /// examples). A ledger's id is [`Genesis::chain_id`](crate::genesis::Genesis::chain_id), the
+    /// hash of its whole genesis; a name alone never identifies a chain.
     pub fn from_name(name: &str) -> ChainId {
         ChainId(Domain::ChainName.hash(name.as_bytes()))
     }

@@ -356,7 +356,7 @@ impl Walk<'_> {
     }
 
     fn check_block<B: BlobStore + ?Sized>(&mut self, blobs: &B, height: u64, block: &Block) {
-        let chain_id = self.genesis.chain_id;
+        let chain_id = self.genesis.chain_id();
         let context = BlockContext { height, parent: self.parent.as_ref(), chain_id: &chain_id, presigned: None };
         let replaying = self.state.is_some();
         let mut state_diverged = false;

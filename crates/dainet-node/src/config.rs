@@ -203,7 +203,6 @@ pub fn load_genesis(path: &Path) -> Result<Genesis, NodeError> {
 mod tests {
     use super::*;
     use dainet_ledger::genesis::Founder;
-    use dainet_ledger::tx::ChainId;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -215,7 +214,7 @@ mod tests {
         let mut founders: Vec<Founder> =
             validators.iter().map(|k| Founder { id: k.node_id(), name: "v".into(), validator: true }).collect();
         founders.extend(members.iter().map(|k| Founder { id: k.node_id(), name: "m".into(), validator: false }));
-        Genesis { chain_id: ChainId::from_name("config"), timestamp_ms: 0, founders }
+        Genesis { name: "config".into(), timestamp_ms: 0, founders, treasury: None }
     }
 
     fn addr() -> SocketAddr {

@@ -89,7 +89,7 @@ pub fn max_message_size(validators: usize) -> u32 {
 /// The p2p namespace of a chain: connections are bound to it.
 pub fn namespace(genesis: &Genesis) -> Vec<u8> {
     let mut out = b"dainet-p2p-v1/".to_vec();
-    out.extend_from_slice(genesis.chain_id.0.as_bytes());
+    out.extend_from_slice(genesis.chain_id().0.as_bytes());
     out
 }
 

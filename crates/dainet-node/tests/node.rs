@@ -20,7 +20,7 @@ use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::identity::Keypair;
 use dainet_ledger::store::BlockStore;
-use dainet_ledger::tx::{ChainId, Transaction, TxBody};
+use dainet_ledger::tx::{Transaction, TxBody};
 use dainet_node::network::{start_network, ChannelQuotas};
 use dainet_node::{LoadConfig, NodeConfig, NodeError, NodeReport, Peer, RunningNode};
 use rand_chacha::ChaCha20Rng;
@@ -49,7 +49,7 @@ impl Validators {
             (0..n).map(|i| Keypair::generate(&mut ChaCha20Rng::seed_from_u64(1_000 + i as u64))).collect();
         let founders =
             keys.iter().enumerate().map(|(i, k)| Founder { id: k.node_id(), name: format!("v{i}"), validator: true });
-        let genesis = Genesis { chain_id: ChainId::from_name(name), timestamp_ms: 0, founders: founders.collect() };
+        let genesis = Genesis { name: name.into(), timestamp_ms: 0, founders: founders.collect(), treasury: None };
         let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
         let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         Validators { root: tmp.path().to_path_buf(), _tmp: tmp, keys, genesis, addrs }
@@ -183,7 +183,8 @@ fn ledger_with_three_blocks(v: &Validators) -> Vec<Vec<u8>> {
     let mut chain = Chain::create(store, v.genesis.clone()).unwrap();
     let key = &v.keys[0];
     for nonce in 1..=3u64 {
-        let tx = Transaction::sign(key, &v.genesis.chain_id, nonce, TxBody::Reward { node: key.node_id(), amount: 1 });
+        let tx =
+            Transaction::sign(key, &v.genesis.chain_id(), nonce, TxBody::Reward { node: key.node_id(), amount: 1 });
         let proposal = chain.propose_block([tx], 1_000 * nonce).unwrap();
         chain.append(proposal.block).unwrap();
     }
@@ -248,7 +249,7 @@ fn a_ledger_of_another_genesis_is_refused() {
     let v = Validators::new(1, "mine");
     ledger_with_three_blocks(&v);
     let mut config = v.config(0, None);
-    config.genesis.chain_id = ChainId::from_name("theirs");
+    config.genesis.name = "theirs".into();
     let err = dainet_node::start(config).unwrap_err();
     assert!(matches!(err, NodeError::GenesisMismatch { .. }), "{err}");
     assert!(err.to_string().contains("use a new --dir"), "{err}");
@@ -280,7 +281,7 @@ fn garbage_from_the_network_is_rejected_and_the_nodes_keep_finalizing() {
     // malformed requests and noise on the block channel.
     let good_block = {
         let key = &v.keys[3];
-        let tx = Transaction::sign(key, &v.genesis.chain_id, 1, TxBody::Reward { node: key.node_id(), amount: 1 });
+        let tx = Transaction::sign(key, &v.genesis.chain_id(), 1, TxBody::Reward { node: key.node_id(), amount: 1 });
         let (store, _) = LedgerDir::create(v.root.join("scratch")).unwrap().into_parts();
         let chain = Chain::create(store, v.genesis.clone()).unwrap();
         chain.propose_block([tx], 1).unwrap().block.encode()

@@ -4,7 +4,7 @@
 
 use dainet_ledger::genesis::{Founder, Genesis};
 use dainet_ledger::identity::Keypair;
-use dainet_ledger::tx::{ChainId, Transaction, TxBody};
+use dainet_ledger::tx::{Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -20,7 +20,7 @@ pub fn genesis(n: usize) -> (Genesis, Vec<Keypair>, Keypair) {
         .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
         .collect();
     founders.push(Founder { id: user.node_id(), name: "user".into(), validator: false });
-    let genesis = Genesis { chain_id: ChainId::from_name("dainet-consensus-test"), timestamp_ms: 1_000, founders };
+    let genesis = Genesis { name: "dainet-consensus-test".into(), timestamp_ms: 1_000, founders, treasury: None };
     (genesis, keys, user)
 }
 
@@ -30,7 +30,7 @@ pub fn rewards(signer: &Keypair, genesis: &Genesis, first: u64, count: u64) -> V
         .map(|nonce| {
             Transaction::sign(
                 signer,
-                &genesis.chain_id,
+                &genesis.chain_id(),
                 nonce,
                 TxBody::Reward { node: signer.node_id(), amount: nonce },
             )

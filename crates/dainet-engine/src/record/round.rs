@@ -68,13 +68,13 @@ enum Target {
 fn identities(seed: u64, clients: usize) -> (Vec<Keypair>, Vec<NodeId>, Genesis) {
     let members: Vec<Keypair> = (0..VALIDATORS as u64).map(|i| derived_key(seed, "member", i)).collect();
     let devices = (0..clients as u64).map(|k| derived_key(seed, "device", k).node_id()).collect();
-    let chain_id = ChainId::from_name(&format!("dainet-simulate-{seed}"));
     let founders = members
         .iter()
         .enumerate()
         .map(|(i, k)| Founder { id: k.node_id(), name: format!("member-{i}"), validator: true })
         .collect();
-    (members, devices, Genesis { chain_id, timestamp_ms: 0, founders })
+    let genesis = Genesis { name: format!("dainet-simulate-{seed}"), timestamp_ms: 0, founders, treasury: None };
+    (members, devices, genesis)
 }
 
 /// Checks that `chain` is the ledger of a simulation with task seed `seed` recorded up to
@@ -138,7 +138,7 @@ impl RoundLedger {
             ledger,
             members,
             devices,
-            chain_id: genesis.chain_id,
+            chain_id: genesis.chain_id(),
             nonces,
             target,
             writer: BlobWriter::start(blobs)?,

@@ -31,18 +31,18 @@ impl Fed {
             .enumerate()
             .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
             .collect();
-        let genesis = Genesis { chain_id: ChainId::from_name("dainet-test"), timestamp_ms: T0, founders };
+        let genesis = Genesis { name: "dainet-test".into(), timestamp_ms: T0, founders, treasury: None };
         Fed { keys, outsider, genesis, nonces: vec![0; 3] }
     }
 
     pub fn chain_id(&self) -> ChainId {
-        self.genesis.chain_id
+        self.genesis.chain_id()
     }
 
     /// Sign `body` as member `who` with its next nonce.
     pub fn tx(&mut self, who: usize, body: TxBody) -> Transaction {
         self.nonces[who] += 1;
-        Transaction::sign(&self.keys[who], &self.genesis.chain_id, self.nonces[who], body)
+        Transaction::sign(&self.keys[who], &self.genesis.chain_id(), self.nonces[who], body)
     }
 
     /// Append one block of `txs`, asserting every one was included.
