@@ -19,6 +19,14 @@
 //!    hash is the one expected, and handed to the caller to check in full and append
 //!    ([`crate::core::Core::append_synced`]). At most one answer's blocks are held at a time.
 //!
+//! **Pacing.** Checking synced blocks is the costly part (every signature, every state
+//! transition), and a validator catching up often shares a machine, or at least its uplinks, with
+//! work that matters more. So after each appended batch the job rests for as long as the batch
+//! took to check, scaled by [`SyncConfig::busy_percent`] (default 50: it rests as long as it
+//! worked): a catch-up takes at most about that share of a core, and the time it needs is
+//! bounded by that share of its full speed. It still far outpaces finalization: measured in
+//! `tests/ledger_catch_up.rs`.
+//!
 //! One request is outstanding at a time, to one peer; peers take turns, and a peer that does not
 //! answer within [`SyncConfig::timeout`], answers empty ("not held") or answers wrong loses its
 //! turn. So a syncing validator costs each peer at most one bounded read per round trip, and a
@@ -44,11 +52,19 @@ pub struct SyncConfig {
     pub blocks_per_request: usize,
     /// How long a peer has to answer before the next peer is asked.
     pub timeout: Duration,
+    /// The most of its time a job spends checking blocks, in percent (1 to 100): after a batch
+    /// that took `t` to check, the next request waits `t × (100 − p) / p`. 100 never waits.
+    pub busy_percent: u32,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { headers_per_request: MAX_SYNC_HEADERS, blocks_per_request: 64, timeout: Duration::from_secs(2) }
+        SyncConfig {
+            headers_per_request: MAX_SYNC_HEADERS,
+            blocks_per_request: 64,
+            timeout: Duration::from_secs(2),
+            busy_percent: 50,
+        }
     }
 }
 
@@ -131,6 +147,8 @@ struct Job {
     lowest: Option<(u64, BlockHash)>,
     phase: Phase,
     outstanding: Option<Outstanding>,
+    /// No request before this time (ms): the rest after checking a batch.
+    rest_until_ms: u64,
 }
 
 /// The catch-up state machine. See the module docs.
@@ -150,6 +168,7 @@ impl<P: Clone + Eq> RangeSync<P> {
         let config = SyncConfig {
             headers_per_request: config.headers_per_request.clamp(1, MAX_SYNC_HEADERS),
             blocks_per_request: config.blocks_per_request.clamp(1, MAX_SYNC_BLOCKS),
+            busy_percent: config.busy_percent.clamp(1, 100),
             ..config
         };
         RangeSync { config, peers, next_peer: 0, job: None, timeouts: 0 }
@@ -174,6 +193,7 @@ impl<P: Clone + Eq> RangeSync<P> {
             lowest: None,
             phase: Phase::Headers { hashes: Vec::new() },
             outstanding: None,
+            rest_until_ms: 0,
         });
         true
     }
@@ -190,6 +210,8 @@ impl<P: Clone + Eq> RangeSync<P> {
             self.timeouts += 1;
             self.next_peer = out.peer + 1;
             job.outstanding = None;
+        } else if now_ms < job.rest_until_ms {
+            return None;
         }
         let request = match &job.phase {
             Phase::Headers { hashes } => SyncRequest::Headers {
@@ -304,11 +326,15 @@ impl<P: Clone + Eq> RangeSync<P> {
     }
 
     /// The blocks of the last [`SyncEvent::Append`] are appended; the local tip is now `tip`.
-    /// Returns true when the job is done (the target is appended).
-    pub fn appended(&mut self, tip: (u64, BlockHash)) -> bool {
+    /// Checking them took `took_ms` and ended at `now_ms`: the next request rests accordingly
+    /// (see [`SyncConfig::busy_percent`]). Returns true when the job is done (the target is
+    /// appended).
+    pub fn appended(&mut self, tip: (u64, BlockHash), took_ms: u64, now_ms: u64) -> bool {
+        let busy = u64::from(self.config.busy_percent);
         let Some(job) = self.job.as_mut() else { return false };
         job.outstanding = None;
         job.tip = tip;
+        job.rest_until_ms = now_ms.saturating_add(took_ms.saturating_mul(100 - busy) / busy);
         if let Phase::Blocks { hashes } = &mut job.phase {
             // Everything up to the new tip is in.
             if let Some(at) = hashes.iter().position(|h| *h == tip.1) {
@@ -391,7 +417,12 @@ mod tests {
     }
 
     fn config(headers: usize, blocks: usize) -> SyncConfig {
-        SyncConfig { headers_per_request: headers, blocks_per_request: blocks, timeout: Duration::from_millis(100) }
+        SyncConfig {
+            headers_per_request: headers,
+            blocks_per_request: blocks,
+            timeout: Duration::from_millis(100),
+            busy_percent: 100,
+        }
     }
 
     /// Serve `request` from `chain` like an honest peer (Core::headers_ending_at / blocks_by_hash).
@@ -432,7 +463,7 @@ mod tests {
                     let top = got.last().unwrap();
                     let tip = (top.height, top.hash());
                     appended.extend(got.iter().map(|b| b.height));
-                    let done = sync.appended(tip);
+                    let done = sync.appended(tip, 0, now);
                     assert_eq!(done, tip.0 == 10);
                 }
                 other => panic!("unexpected {other:?}"),
@@ -479,9 +510,29 @@ mod tests {
         let (peer, _) = sync.poll(5).unwrap();
         let SyncEvent::Append(got) = sync.on_blocks(&peer, blocks[1..=2].to_vec()) else { panic!() };
         assert_eq!(got, blocks[1..=2].to_vec());
-        assert!(!sync.appended((2, blocks[2].hash())));
+        assert!(!sync.appended((2, blocks[2].hash()), 0, 5));
         let (_, request) = sync.poll(6).unwrap();
         assert_eq!(request, SyncRequest::Blocks(blocks[3..=6].iter().map(Block::hash).collect()));
+    }
+
+    #[test]
+    fn after_checking_a_batch_the_job_rests_in_proportion() {
+        let blocks = chain(6);
+        let mut sync = RangeSync::new(vec!["a"], SyncConfig { busy_percent: 25, ..config(8, 2) });
+        sync.start(blocks[6].hash(), (0, blocks[0].hash()));
+        let (peer, _) = sync.poll(0).unwrap();
+        sync.on_headers(&peer, headers(&blocks[1..=6]));
+        let (peer, _) = sync.poll(0).unwrap();
+        let SyncEvent::Append(got) = sync.on_blocks(&peer, blocks[1..=2].to_vec()) else { panic!() };
+        assert_eq!(got.len(), 2);
+        // Checking took 40 ms, ending at t = 1,000: at 25 % busy it rests 120 ms.
+        assert!(!sync.appended((2, blocks[2].hash()), 40, 1_000));
+        assert_eq!(sync.poll(1_119), None, "resting");
+        let (_, request) = sync.poll(1_120).expect("rested");
+        assert_eq!(request, SyncRequest::Blocks(blocks[3..=4].iter().map(Block::hash).collect()));
+        // A timeout is not delayed by resting.
+        assert!(sync.poll(1_120 + 99).is_none());
+        assert!(sync.poll(1_120 + 100).is_some());
     }
 
     #[test]
