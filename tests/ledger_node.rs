@@ -11,6 +11,7 @@ use dainet_ledger::block::Block;
 use dainet_ledger::folder::LedgerDir;
 use dainet_ledger::store::BlockStore;
 use serde_json::Value;
+use std::path::Path;
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
