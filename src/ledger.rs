@@ -18,7 +18,7 @@ use dainet_ledger::hash::Digest;
 use dainet_ledger::identity::NodeId;
 use dainet_ledger::state::State;
 use dainet_ledger::store::{BlockStore, RedbStore};
-use dainet_ledger::tx::{Metric, Transaction, TxBody};
+use dainet_ledger::tx::{EvidenceProof, Metric, Transaction, TxBody};
 use dainet_ledger::verify::verify_with_updates;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -230,8 +230,10 @@ fn show_summary(chain: &Chain<RedbStore>, dir: &Path, check: &mut BlobCheck<'_>)
         None => "none".to_string(),
     };
     line(&mut out, "policy", policy);
-    line(&mut out, "data uses", state.data_uses().len());
+    line(&mut out, "data uses", state.data_use_count());
     line(&mut out, "evidence", state.evidence().len());
+    let majority = format!("{} of {} members", state.approvals_needed(), state.members().len());
+    line(&mut out, "proposals", format!("{} pending (a change takes effect with {majority})", state.proposals().len()));
     // The summary stands for the whole ledger: every aggregate it references is checked.
     let mut aggregates = 0;
     let mut bad = Vec::new();
@@ -557,9 +559,22 @@ fn tx_fields(body: &TxBody) -> String {
         TxBody::PrivacySpend { round, epsilon_bits, delta_bits } => {
             format!("round={round} epsilon={} delta={}", f64::from_bits(*epsilon_bits), f64::from_bits(*delta_bits))
         }
-        TxBody::Evidence { kind, node, detail_hash } => {
-            format!("kind={kind:?} node={} detail={}", short(node), short(detail_hash))
-        }
+        TxBody::RemoveMember { member } => format!("member={}", short(member)),
+        TxBody::Evidence { node, proof } => match proof {
+            EvidenceProof::DoubleSign { first, second } => {
+                match (Transaction::decode(first), Transaction::decode(second)) {
+                    (Ok(first), Ok(second)) => format!(
+                        "node={} proof=double_sign nonce={} first={} second={}",
+                        short(node),
+                        first.nonce,
+                        short(&first.hash()),
+                        short(&second.hash())
+                    ),
+                    _ => format!("node={} proof=double_sign (undecodable)", short(node)),
+                }
+            }
+            _ => format!("node={}", short(node)),
+        },
         // `TxBody` may gain kinds; `kind` still names them.
         _ => String::new(),
     }

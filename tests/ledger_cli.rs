@@ -41,10 +41,11 @@ fn short(id: &impl std::fmt::Display) -> String {
     id.to_string()[..16].to_string()
 }
 
-/// A ledger folder with three founders (carol does not validate), bob's device `phone`, a closed
-/// round 1 (three updates, an aggregate, a contribution, a reward, a privacy spend) and an open
-/// round 2:
-/// - block 1: policy, device registration;
+/// A ledger folder with three founders (carol does not validate; alice is the treasury), bob's
+/// device `phone`, a closed round 1 (three updates, an aggregate, a contribution, a reward, a
+/// privacy spend) and an open round 2:
+/// - block 1: policy (alice's and bob's approvals: 2 of 3, a majority), device registration,
+///   carol's lone approval of admitting `dave` (pending);
 /// - block 2: round 1 opens, three updates;
 /// - block 3: aggregate, contribution, reward, privacy spend, round 2 opens.
 struct Ledger {
@@ -66,13 +67,14 @@ fn build_ledger() -> Ledger {
     let dir = tmp.path().join("ledger");
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let [alice_key, bob_key, carol_key, phone_key] = [(); 4].map(|()| Keypair::generate(&mut rng));
+    let dave = Keypair::generate(&mut rng).node_id();
     let (alice, bob, carol, phone) = (alice_key.node_id(), bob_key.node_id(), carol_key.node_id(), phone_key.node_id());
     let founders = vec![
         Founder { id: alice, name: "alice".into(), validator: true },
         Founder { id: bob, name: "bob".into(), validator: true },
         Founder { id: carol, name: "carol".into(), validator: false },
     ];
-    let genesis = Genesis { name: "ledger-cli-test".into(), timestamp_ms: T0, founders, treasury: None };
+    let genesis = Genesis { name: "ledger-cli-test".into(), timestamp_ms: T0, founders, treasury: Some(alice) };
     let chain_id = genesis.chain_id();
     let (store, mut blobs) = LedgerDir::create(&dir).unwrap().into_parts();
     let mut chain = Chain::create(store, genesis).unwrap();
@@ -83,6 +85,7 @@ fn build_ledger() -> Ledger {
 
     let a = |nonce, body| Transaction::sign(&alice_key, &chain_id, nonce, body);
     let b = |nonce, body| Transaction::sign(&bob_key, &chain_id, nonce, body);
+    let c = |nonce, body| Transaction::sign(&carol_key, &chain_id, nonce, body);
     let update = |node, i: usize, examples| TxBody::CommitUpdate {
         round: 1,
         node,
@@ -94,6 +97,8 @@ fn build_ledger() -> Ledger {
         vec![
             a(1, TxBody::DeployPolicy { code_hash: policy }),
             b(1, TxBody::RegisterDevice { device: phone, member: bob }),
+            b(2, TxBody::DeployPolicy { code_hash: policy }),
+            c(1, TxBody::RegisterMember { member: dave, name: "dave".into(), validator: false }),
         ],
         vec![
             a(
@@ -107,8 +112,8 @@ fn build_ledger() -> Ledger {
                 },
             ),
             a(3, update(alice, 0, 600)),
-            b(2, update(bob, 1, 500)),
-            b(3, update(phone, 2, 40)),
+            b(3, update(bob, 1, 500)),
+            b(4, update(phone, 2, 40)),
         ],
         vec![
             a(
@@ -212,11 +217,12 @@ fn show_summarises_the_ledger() {
         labelled("chain id", l.chain_id.0),
         labelled("height", 3),
         labelled("tip", store_tip.hash),
-        labelled("transactions", 11),
+        labelled("transactions", 13),
         labelled("members", 3),
         labelled("devices", 1),
         labelled("rounds", "2 (1 open, 1 closed)"),
         labelled("policy", format!("{} (1 deployed)", l.policy)),
+        labelled("proposals", "1 pending (a change takes effect with 2 of 3 members)"),
     ] {
         assert!(has_line(&text, &line), "missing {line:?} in:\n{text}");
     }
@@ -322,7 +328,7 @@ fn show_node_describes_members_and_devices() {
         labelled("role", "member (founder, validator)"),
         labelled("name", "bob"),
         labelled("devices", format!("device of bob ({})", short(&l.phone))),
-        labelled("nonce", "3 (next transaction signs 4)"),
+        labelled("nonce", "4 (next transaction signs 5)"),
         labelled("registered", "genesis (a founder)"),
         labelled("balance", 100),
         labelled("updates", "1 round"),
@@ -459,7 +465,7 @@ fn verify_passes_an_untouched_ledger_and_says_what_it_checked() {
     assert_eq!(stderr(&out), "");
     for line in [
         labelled("blocks", "4 checked (stored heights 0 to 3): hashes, links, times, tx roots"),
-        labelled("transactions", "11 checked: signatures, nonces, rules"),
+        labelled("transactions", "13 checked: signatures, nonces, rules"),
         labelled("blobs", "1 aggregates checked: present, bytes hash to their name"),
         labelled("updates", "3 commitments not checked: the trainers keep their updates (--updates DIR checks them)"),
         labelled("state", "replayed; state roots confirmed through block 3"),
@@ -590,12 +596,12 @@ fn export_is_deterministic_json_of_the_genesis_and_every_block() {
     assert_eq!(blocks[3]["hash"], block3.hash().to_string());
     assert_eq!(blocks[3]["prev_hash"], blocks[2]["hash"]);
     let counts: Vec<usize> = blocks.iter().map(|b| b["txs"].as_array().unwrap().len()).collect();
-    assert_eq!(counts, [0, 2, 4, 5]);
+    assert_eq!(counts, [0, 4, 4, 5]);
 
     let update = &blocks[2]["txs"][2];
     assert_eq!(update["kind"], "commit_update");
     assert_eq!(update["signer"], l.bob.to_string());
-    assert_eq!(update["nonce"], 2);
+    assert_eq!(update["nonce"], 3);
     assert_eq!(update["hash"], tx_hash(&l.dir, 2, 2));
     assert_eq!(update["signature"].as_str().unwrap().len(), 128);
     assert_eq!(update["body"]["update_hash"], l.updates[1].to_string());

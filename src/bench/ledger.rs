@@ -3,8 +3,8 @@
 //!
 //! The benchmark makes keys and a genesis in a temporary folder, picks free loopback ports, and
 //! starts each validator as a child process of this binary (`dainet ledger node … --load R/n
-//! --duration S`). Each node signs and submits its share of the load to its own mempool (rewards
-//! to itself, see [`dainet_node::load`]) and measures, per transaction, the time from submission
+//! --duration S`). Each node signs and submits its share of the load to its own mempool (data-use
+//! records, see [`dainet_node::load`]) and measures, per transaction, the time from submission
 //! until it knows the transaction is in a finalized block it has persisted. When all children have
 //! exited, the benchmark reads every node's ledger folder and checks that all hold the same block
 //! at the lowest tip height among them (a block hash commits to every block below it), then
@@ -227,7 +227,7 @@ fn run(args: &LedgerArgs, root: &Path) -> Result<Value> {
         "heights": heights,
         "common_height": common_height,
         "same_chain": same_chain,
-        "tx_body": "reward",
+        "tx_body": dainet_node::load::load_body().kind(),
         "cpu_utilization": round2(cpu_s / (wall_s * threads as f64)),
         "threads": threads,
         "versions": {

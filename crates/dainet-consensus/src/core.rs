@@ -590,7 +590,8 @@ mod tests {
                 name: "core".into(),
                 timestamp_ms: 100,
                 founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
-                treasury: None,
+                // The founder signs the rewards these tests submit, so it is the treasury.
+                treasury: Some(kp.node_id()),
             };
             Fixture { kp, genesis }
         }

@@ -71,7 +71,8 @@
 //!     .enumerate()
 //!     .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
 //!     .collect();
-//! let genesis = Genesis { name: "example".into(), timestamp_ms: 0, founders, treasury: None };
+//! // keys[0] signs the rewards below: only the genesis's treasury may.
+//! let genesis = Genesis { name: "example".into(), timestamp_ms: 0, founders, treasury: Some(keys[0].node_id()) };
 //!
 //! let config = SimulatedLedgerConfig { seed: 7, latency_ms: 20, success_rate: 0.99, ..Default::default() };
 //! let mut ledger = SimulatedLedger::start(genesis.clone(), keys.clone(), config)?;

@@ -275,7 +275,8 @@ mod tests {
             name: "mempool".into(),
             timestamp_ms: 10,
             founders: vec![Founder { id: kp.node_id(), name: "a".into(), validator: true }],
-            treasury: None,
+            // The founder signs the rewards these tests submit, so it is the treasury.
+            treasury: Some(kp.node_id()),
         };
         (kp, genesis)
     }

@@ -1,5 +1,6 @@
-//! The export format `dainet-ledger-export` (version 1): the genesis and every stored block as
-//! one JSON document, for tools that do not speak the binary formats.
+//! The export format `dainet-ledger-export` (version 3): the genesis and every stored block as
+//! one JSON document, for tools that do not speak the binary formats. (Version 2 added the
+//! genesis name and treasury; version 3 `remove_member` bodies and evidence with its proof.)
 //!
 //! Guarantees: the same store gives the same bytes (fields in declaration order, body objects
 //! with sorted keys); hashes and ids are hex; an `f64` field appears both as a number and as its
@@ -9,9 +10,10 @@
 use crate::block::Block;
 use crate::codec::CodecError;
 use crate::genesis::Genesis;
+use crate::hash::to_hex;
 use crate::identity::NodeId;
 use crate::store::{BlockStore, StoreError};
-use crate::tx::TxBody;
+use crate::tx::{EvidenceProof, TxBody};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -110,7 +112,7 @@ pub fn export<S: BlockStore>(store: &S) -> Result<Export, ExportError> {
     }
     Ok(Export {
         format: "dainet-ledger-export",
-        format_version: 2,
+        format_version: 3,
         genesis: GenesisJson {
             name: genesis.name.clone(),
             hash: genesis.hash().to_string(),
@@ -192,8 +194,10 @@ fn body_json(body: &TxBody) -> Value {
             "epsilon": f64::from_bits(*epsilon_bits), "epsilon_bits": epsilon_bits,
             "delta": f64::from_bits(*delta_bits), "delta_bits": delta_bits,
         }),
-        TxBody::Evidence { kind, node, detail_hash } => json!({
-            "kind": format!("{kind:?}"), "node": node.to_string(), "detail_hash": detail_hash.to_string(),
+        TxBody::RemoveMember { member } => json!({"member": member.to_string()}),
+        TxBody::Evidence { node, proof: EvidenceProof::DoubleSign { first, second } } => json!({
+            "node": node.to_string(),
+            "proof": {"kind": "double_sign", "first": to_hex(first), "second": to_hex(second)},
         }),
     }
 }

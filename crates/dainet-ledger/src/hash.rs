@@ -4,7 +4,7 @@
 //! This module owns two guarantees:
 //! - [`Digest::of`] is plain blake3, so a blob's address is what `b3sum` prints for the file;
 //! - every *structural* hash in the ledger (transactions, Merkle nodes, block headers, the state,
-//!   the genesis) goes through [`Domain::hash`], blake3 in key-derivation mode under a context
+//!   the genesis, proposals) goes through [`Domain::hash`], blake3 in key-derivation mode under a context
 //!   string of its own, so a value of one kind can never be passed off as a value of another.
 
 use std::fmt;
@@ -111,6 +111,8 @@ pub enum Domain {
     ChainId,
     /// A chain id derived from a name alone (tests and examples built outside any genesis).
     ChainName,
+    /// A proposal's id: the hash of the body its approvers sign ([`crate::state::proposal_id`]).
+    Proposal,
 }
 
 impl Domain {
@@ -127,6 +129,7 @@ impl Domain {
             Domain::Genesis => "dainet-ledger v1 genesis",
             Domain::ChainId => "dainet-ledger v2 chain id",
             Domain::ChainName => "dainet-ledger v1 chain name",
+            Domain::Proposal => "dainet-ledger v1 proposal",
         }
     }
 
@@ -223,6 +226,7 @@ mod tests {
             Domain::Genesis,
             Domain::ChainId,
             Domain::ChainName,
+            Domain::Proposal,
         ];
         let hashes: std::collections::BTreeSet<Digest> = all.iter().map(|d| d.hash(b"same input")).collect();
         assert_eq!(hashes.len(), all.len());

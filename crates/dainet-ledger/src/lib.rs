@@ -15,7 +15,9 @@
 //!   [`NodeId`](identity::NodeId).
 //! - [`tx`]: a [`Transaction`](tx::Transaction) is a [`TxBody`](tx::TxBody) signed with a nonce
 //!   for one [`ChainId`](tx::ChainId).
-//! - [`state`]: the deterministic state machine that accepts or rejects each transaction.
+//! - [`state`]: the deterministic state machine that accepts or rejects each transaction,
+//!   including who may sign which body (majority approvals for governance, the treasury for
+//!   rewards, checked proofs for evidence).
 //! - [`merkle`], [`block`]: blocks commit to their transactions (Merkle root), to the state after
 //!   them (state root) and to their parent (hash chain) — see [`genesis`] for block 0.
 //! - [`chain`]: proposes, checks and appends blocks over a [`store::BlockStore`].
@@ -110,8 +112,9 @@
 //!   and the block, never on the local clock (a bound on how far a block time may run ahead of
 //!   the validator's clock, if wanted, belongs in the binding and must tolerate skew).
 //! - `Relay::broadcast` ships the encoded block by digest; `Reporter` finalizations call
-//!   [`chain::Chain::append`] in height order, and its activity reports (notably equivocation
-//!   proofs) become [`tx::TxBody::Evidence`] transactions and input to contribution scoring.
+//!   [`chain::Chain::append`] in height order; its activity reports (notably equivocation
+//!   proofs) are input to contribution scoring and, once the ledger can check a vote's
+//!   signature, to [`tx::TxBody::Evidence`] — which today proves transaction double signs only.
 //!
 //! A finalization certificate over a block hash is also what turns [`verify`]'s "internally
 //! consistent" into "the chain the validators agreed on".

@@ -22,8 +22,9 @@ use crate::codec::{self, CodecError};
 use crate::hash::{Digest, Domain, TxHash};
 use crate::identity::{IdentityError, Keypair, NodeId, Signature};
 
-/// The version byte of the transaction encoding this build writes and reads.
-pub const TX_VERSION: u8 = 1;
+/// The version byte of the transaction encoding this build writes and reads. Version 1 (before
+/// `RemoveMember` and before `Evidence` carried a proof the ledger checks) is no longer read.
+pub const TX_VERSION: u8 = 2;
 /// The most bytes one encoded transaction may take (64 KiB).
 pub const MAX_TX_BYTES: usize = 64 * 1024;
 
@@ -61,16 +62,30 @@ impl Metric {
     }
 }
 
-/// What kind of misbehaviour a piece of evidence shows.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+/// A proof of misbehaviour that the ledger checks itself ([`crate::state`] refuses evidence whose
+/// proof does not hold).
+///
+/// The proofs carry *encoded* transactions ([`Transaction::encode`]) rather than transactions, so
+/// the type is not recursive: decoding a body never descends more than one level, whatever the
+/// bytes.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum EvidenceKind {
-    /// The node signed two conflicting messages for one slot (a consensus vote, an update).
-    Equivocation,
-    /// The node sent an update that failed validation (wrong shape, NaN, too large, …).
-    InvalidUpdate,
-    /// Anything else; the detail blob says what.
-    Other,
+pub enum EvidenceProof {
+    /// The accused signed two different transactions with the same nonce for this chain: two
+    /// histories for one slot, of which the ledger can take at most one.
+    DoubleSign {
+        /// One of the two, encoded.
+        first: Vec<u8>,
+        /// The other, encoded.
+        second: Vec<u8>,
+    },
+}
+
+impl EvidenceProof {
+    /// The proof that `first` and `second`'s signer signed both.
+    pub fn double_sign(first: &Transaction, second: &Transaction) -> EvidenceProof {
+        EvidenceProof::DoubleSign { first: first.encode(), second: second.encode() }
+    }
 }
 
 /// What a transaction asks the ledger to record.
@@ -79,7 +94,8 @@ pub enum EvidenceKind {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum TxBody {
-    /// Admit a new member organisation.
+    /// Admit a new member organisation. Takes effect once a majority of the members signed this
+    /// same body (see [`crate::state`]).
     RegisterMember {
         /// The new member's node id.
         member: NodeId,
@@ -88,6 +104,12 @@ pub enum TxBody {
         /// Whether the member validates (takes part in consensus).
         validator: bool,
     },
+    /// Remove a member, and the devices it registered. Takes effect once a majority of the
+    /// members signed this same body.
+    RemoveMember {
+        /// The member to remove.
+        member: NodeId,
+    },
     /// Attach a device (a tier-2 trainer) to the member that signs this transaction.
     RegisterDevice {
         /// The device's node id.
@@ -95,7 +117,8 @@ pub enum TxBody {
         /// The member it belongs to; must be the signer.
         member: NodeId,
     },
-    /// Make the policy contract whose code hashes to `code_hash` the active one.
+    /// Make the policy contract whose code hashes to `code_hash` the active one. Takes effect once
+    /// a majority of the members signed this same body.
     DeployPolicy {
         /// blake3 of the contract's source.
         code_hash: Digest,
@@ -146,7 +169,7 @@ pub enum TxBody {
         /// The score, in units the scoring policy defines (e.g. parts per million).
         score: i64,
     },
-    /// Credit `amount` to `node`'s balance.
+    /// Credit `amount` to `node`'s balance. Only the genesis's treasury signs these.
     Reward {
         /// Who is paid.
         node: NodeId,
@@ -171,14 +194,12 @@ pub enum TxBody {
         /// `f64::to_bits` of δ.
         delta_bits: u64,
     },
-    /// Record evidence of misbehaviour.
+    /// Record evidence of misbehaviour, with a proof the ledger checks.
     Evidence {
-        /// What kind.
-        kind: EvidenceKind,
-        /// The accused node.
+        /// The accused member.
         node: NodeId,
-        /// blake3 of the blob that holds the proof (two signed messages, the bad update, …).
-        detail_hash: Digest,
+        /// What it did, in a form the ledger can check.
+        proof: EvidenceProof,
     },
 }
 
@@ -197,6 +218,7 @@ impl TxBody {
     pub fn kind(&self) -> &'static str {
         match self {
             TxBody::RegisterMember { .. } => "register_member",
+            TxBody::RemoveMember { .. } => "remove_member",
             TxBody::RegisterDevice { .. } => "register_device",
             TxBody::DeployPolicy { .. } => "deploy_policy",
             TxBody::OpenRound { .. } => "open_round",
@@ -307,6 +329,7 @@ mod tests {
         let h = Digest::of(b"h");
         vec![
             TxBody::RegisterMember { member: node, name: "org".into(), validator: true },
+            TxBody::RemoveMember { member: node },
             TxBody::RegisterDevice { device: node, member: node },
             TxBody::DeployPolicy { code_hash: h },
             TxBody::OpenRound {
@@ -327,7 +350,10 @@ mod tests {
             TxBody::Reward { node, amount: 7 },
             TxBody::DataUse { dataset_id: "d".into(), purpose: "p".into(), consent_ref: "c".into() },
             TxBody::PrivacySpend { round: 1, epsilon_bits: 1.0f64.to_bits(), delta_bits: 1e-5f64.to_bits() },
-            TxBody::Evidence { kind: EvidenceKind::Equivocation, node, detail_hash: h },
+            TxBody::Evidence {
+                node,
+                proof: EvidenceProof::DoubleSign { first: vec![TX_VERSION, 1, 2], second: vec![TX_VERSION, 3] },
+            },
         ]
     }
 

@@ -346,7 +346,8 @@ fn extend_from_appends_a_continuation_and_refuses_other_chains() {
     let mut forked = stored.copy_into(MemStore::new()).unwrap();
     let signer = &fed.keys[2];
     let nonce = forked.state().next_nonce(&signer.node_id());
-    let tx = Transaction::sign(signer, &fed.chain_id(), nonce, TxBody::Reward { node: signer.node_id(), amount: 7 });
+    let body = TxBody::DataUse { dataset_id: "fork".into(), purpose: "p".into(), consent_ref: "c".into() };
+    let tx = Transaction::sign(signer, &fed.chain_id(), nonce, body);
     let time = forked.head().timestamp_ms;
     Fed::append(&mut forked, vec![tx], time);
     let fork_head = forked.head();

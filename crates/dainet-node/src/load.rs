@@ -1,9 +1,10 @@
 //! Load and measurement inside a node, for the ledger benchmark.
 //!
-//! With `--load RATE`, the node's own member signs `TxBody::Reward { node: <itself>, amount: 1 }`
-//! transactions with consecutive nonces and submits them to its own mempool at `RATE` per second.
-//! A reward keeps the ledger state small — one balance and one nonce per signer — which matters
-//! because the state root is recomputed over the whole state for every block (O(state)).
+//! With `--load RATE`, the node's own member signs [`load_body`] — a `DataUse` record, which any
+//! member may sign, as often as it likes (a `Reward` needs the genesis's treasury) — with
+//! consecutive nonces and submits them to its own mempool at `RATE` per second. The body is the
+//! same for every nonce, so re-signing a nonce after a restart signs the same transaction again,
+//! never a second, conflicting one (which would be evidence of a double sign against the node).
 //!
 //! For every own transaction the generator records when it was handed to the mempool (after
 //! signing) and when the node learned that it is in a finalized block *that this node has
@@ -115,6 +116,11 @@ pub struct LoadReport {
     pub latency_histogram_ms: Vec<(u64, u64)>,
 }
 
+/// The body the generator signs: a data-use record of the benchmark, the same for every nonce.
+pub fn load_body() -> TxBody {
+    TxBody::DataUse { dataset_id: "bench".into(), purpose: "load".into(), consent_ref: String::new() }
+}
+
 /// Sign and submit `config.rate_per_s` own transactions per second to `mailbox` and measure them
 /// (see the module docs), until `finish` fires. Submission starts once the finalized height
 /// reaches `open_at_height` and stops at `submit_until` (if set) or at `finish`.
@@ -135,7 +141,7 @@ pub async fn generate<E: Clock, B: BlockStore + Send + 'static>(
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now;
     let started = now();
-    let mut report = LoadReport { body: "reward", rate_tx_per_s: config.rate_per_s, ..LoadReport::default() };
+    let mut report = LoadReport { body: load_body().kind(), rate_tx_per_s: config.rate_per_s, ..LoadReport::default() };
 
     // Wait until the validators are connected and finalizing.
     loop {
@@ -151,7 +157,6 @@ pub async fn generate<E: Clock, B: BlockStore + Send + 'static>(
     report.warmup_s = (window_start - started).as_secs_f64();
     info!(target: "dainet_node", warmup_s = report.warmup_s, rate = config.rate_per_s, "load started");
 
-    let me = key.node_id();
     let mut nonce = first_nonce;
     let mut pool: Pool<'static, (Instant, Result<TxOutcome, oneshot::error::RecvError>)> = Pool::default();
     let mut latencies_us: Vec<u64> = Vec::new();
@@ -205,8 +210,7 @@ pub async fn generate<E: Clock, B: BlockStore + Send + 'static>(
                 let send = due.min(room);
                 report.skipped += due - send;
                 for _ in 0..send {
-                    let body = TxBody::Reward { node: me, amount: 1 };
-                    let tx = Transaction::sign(&key, &chain_id, nonce, body);
+                    let tx = Transaction::sign(&key, &chain_id, nonce, load_body());
                     nonce += 1;
                     let submitted_at = now();
                     let receiver = mailbox.submit(tx);

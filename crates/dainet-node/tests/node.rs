@@ -177,14 +177,19 @@ fn restarted_node_reopens_at_its_persisted_height_and_catches_up() {
     assert!(common >= others_at_restart, "common height {common} below {others_at_restart}");
 }
 
-/// A one-validator ledger folder with blocks 1..=3 (one reward each), built with the library.
+/// A body any member may sign (a reward needs the treasury, which these genesis files do not name).
+fn data_use() -> TxBody {
+    TxBody::DataUse { dataset_id: "node-tests".into(), purpose: "a block to store".into(), consent_ref: String::new() }
+}
+
+/// A one-validator ledger folder with blocks 1..=3 (one data-use record each), built with the
+/// library.
 fn ledger_with_three_blocks(v: &Validators) -> Vec<Vec<u8>> {
     let (store, _) = LedgerDir::create(v.dir(0)).unwrap().into_parts();
     let mut chain = Chain::create(store, v.genesis.clone()).unwrap();
     let key = &v.keys[0];
     for nonce in 1..=3u64 {
-        let tx =
-            Transaction::sign(key, &v.genesis.chain_id(), nonce, TxBody::Reward { node: key.node_id(), amount: 1 });
+        let tx = Transaction::sign(key, &v.genesis.chain_id(), nonce, data_use());
         let proposal = chain.propose_block([tx], 1_000 * nonce).unwrap();
         chain.append(proposal.block).unwrap();
     }
@@ -281,7 +286,7 @@ fn garbage_from_the_network_is_rejected_and_the_nodes_keep_finalizing() {
     // malformed requests and noise on the block channel.
     let good_block = {
         let key = &v.keys[3];
-        let tx = Transaction::sign(key, &v.genesis.chain_id(), 1, TxBody::Reward { node: key.node_id(), amount: 1 });
+        let tx = Transaction::sign(key, &v.genesis.chain_id(), 1, data_use());
         let (store, _) = LedgerDir::create(v.root.join("scratch")).unwrap().into_parts();
         let chain = Chain::create(store, v.genesis.clone()).unwrap();
         chain.propose_block([tx], 1).unwrap().block.encode()

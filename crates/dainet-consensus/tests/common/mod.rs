@@ -9,7 +9,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 /// A genesis with `n` validator founders (and their keys, in founder order) plus one
-/// non-validating member whose key is returned last.
+/// non-validating member, the treasury (it signs the tests' rewards), whose key is returned last.
 pub fn genesis(n: usize) -> (Genesis, Vec<Keypair>, Keypair) {
     let keys: Vec<Keypair> =
         (0..n).map(|i| Keypair::generate(&mut ChaCha20Rng::seed_from_u64(100 + i as u64))).collect();
@@ -20,11 +20,13 @@ pub fn genesis(n: usize) -> (Genesis, Vec<Keypair>, Keypair) {
         .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
         .collect();
     founders.push(Founder { id: user.node_id(), name: "user".into(), validator: false });
-    let genesis = Genesis { name: "dainet-consensus-test".into(), timestamp_ms: 1_000, founders, treasury: None };
+    let treasury = Some(user.node_id());
+    let genesis = Genesis { name: "dainet-consensus-test".into(), timestamp_ms: 1_000, founders, treasury };
     (genesis, keys, user)
 }
 
-/// `count` reward transactions signed by `signer`, nonces `first..first + count`.
+/// `count` reward transactions signed by `signer` (the treasury, for them to apply), nonces
+/// `first..first + count`.
 pub fn rewards(signer: &Keypair, genesis: &Genesis, first: u64, count: u64) -> Vec<Transaction> {
     (first..first + count)
         .map(|nonce| {

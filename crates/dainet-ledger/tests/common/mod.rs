@@ -31,7 +31,8 @@ impl Fed {
             .enumerate()
             .map(|(i, k)| Founder { id: k.node_id(), name: format!("org{i}"), validator: true })
             .collect();
-        let genesis = Genesis { name: "dainet-test".into(), timestamp_ms: T0, founders, treasury: None };
+        let treasury = Some(keys[0].node_id());
+        let genesis = Genesis { name: "dainet-test".into(), timestamp_ms: T0, founders, treasury };
         Fed { keys, outsider, genesis, nonces: vec![0; 3] }
     }
 
