@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 /// How far behind the restarted validator is, at least.
 const GAP: u64 = 10_000;
 
-// Not yet verified on a quiet machine (issue 12 stays open): under a build load of 9-12 the
-// others' pace during a catch-up was measured at 0.41 of before, below the bound. Run it with
+// Not yet passing end to end (issue 12 stays open). Measured: under a build load of 9-12 the
+// others' pace during a catch-up was 0.41 of before, below the bound; on a quieter machine
+// (load ~2) 49 -> 34 blocks/s (0.69) with 10,014 blocks caught up in 36.7 s, but that run
+// stopped before the second, shorter job had caught up on the blocks finalized meanwhile (now
+// waited for; not yet re-run). Run it with
 // `cargo test --release --test ledger_catch_up -- --ignored --nocapture`.
 #[test]
 #[ignore = "issue 12 acceptance test, not yet passing reliably: run with --ignored"]
@@ -82,6 +85,14 @@ fn a_validator_ten_thousand_blocks_behind_catches_up_and_the_others_keep_their_p
             during[k]
         );
     }
+    // Meanwhile the others went on: it catches up on those blocks too (a second, shorter job),
+    // until it is within a few blocks of their tip.
+    assert!(
+        wait_until(Duration::from_secs(300), || height(&nodes, 3) + 20 >= lowest(&nodes)),
+        "validator 3 did not reach the others' tip: at {}, they at {}",
+        height(&nodes, 3),
+        lowest(&nodes)
+    );
     // It caught up by ranges, and said so while it did.
     let statuses = nodes[3].as_ref().unwrap().statuses();
     let most_behind = statuses.iter().filter_map(|(_, st)| st["sync"]["behind"].as_u64()).max().unwrap_or(0);
